@@ -1,0 +1,49 @@
+//! outbox: a transactional outbox inside PostgreSQL.
+//!
+//! Applications call `outbox.enqueue()` in their own transaction; relays
+//! `outbox.claim()` leased batches and `complete`, `fail`, `release` or
+//! `extend` them with the lease token. See README.md and docs/sql-api.md.
+//!
+//! This file is the table of contents: modules, the SQL files the extension
+//! ships, and `_PG_init`.
+
+// pgrx's generated glue is unsafe code; the hand-written unsafe lives in
+// rawjsonb.rs and api/doorbell.rs, each block with a SAFETY line.
+#![allow(unsafe_code)]
+
+pub mod api;
+pub mod error;
+pub mod gucs;
+pub mod plans;
+pub mod rawjsonb;
+pub mod redact;
+pub mod retry;
+pub mod validate;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+::pgrx::pg_module_magic!();
+
+pgrx::extension_sql_file!("../../sql/schema.sql", bootstrap);
+pgrx::extension_sql_file!("../../sql/doorbell.sql", requires = [api::doorbell::_doorbell]);
+pgrx::extension_sql_file!("../../sql/admin.sql");
+pgrx::extension_sql_file!("../../sql/grants.sql", finalize);
+
+/// Called when a backend loads the library.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+/// Needed by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    /// Per-test setup (none).
+    pub fn setup(_options: Vec<&str>) {}
+
+    /// Settings for the test cluster.
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,325 @@
+//! Input rules for everything a caller passes in. Pure Rust, no pgrx: the
+//! rules are table-tested here and the client crate mirrors the topic rule.
+
+use serde_json::Value;
+
+/// Longest topic accepted: Kafka's own topic-name limit.
+pub const MAX_TOPIC_BYTES: usize = 249;
+/// Longest key accepted. Keys order messages; they are not payloads.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest owner accepted (a relay's name, e.g. `host:pid:uuid`).
+pub const MAX_OWNER_BYTES: usize = 200;
+/// Most headers a message may carry, and their largest total size.
+pub const MAX_HEADERS: usize = 64;
+/// Largest stored size of the headers object.
+pub const MAX_HEADERS_BYTES: usize = 8 * 1024;
+/// Longest header name.
+pub const MAX_HEADER_NAME_BYTES: usize = 256;
+/// Largest `batch_size` for one claim: bigger batches only lengthen leases.
+pub const MAX_CLAIM_BATCH: i32 = 10_000;
+/// Most messages in one `enqueue_batch` call.
+pub const MAX_ENQUEUE_BATCH: usize = 10_000;
+/// Largest `max_attempts` for one message.
+pub const MAX_ATTEMPTS_LIMIT: i32 = 1_000;
+/// Longest lease (claim, extend): a day. Longer leases hide dead relays.
+pub const MAX_LEASE_MICROS: i128 = 24 * 3_600 * 1_000_000;
+/// Longest explicit `retry_in`: a year.
+pub const MAX_RETRY_MICROS: i128 = 366 * 24 * 3_600 * 1_000_000;
+
+/// A rejected input: which parameter, what was wrong, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The SQL parameter name.
+    pub param: &'static str,
+    /// What was wrong, lowercase, no trailing period.
+    pub reason: String,
+    /// What the caller should do instead.
+    pub hint: &'static str,
+}
+
+impl Invalid {
+    fn new(param: &'static str, reason: impl Into<String>, hint: &'static str) -> Self {
+        Self { param, reason: reason.into(), hint }
+    }
+}
+
+const TOPIC_HINT: &str = "A topic is 1 to 249 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit, e.g. 'orders.created'.";
+
+/// Topics name broker destinations, so they follow the strictest common rule
+/// (Kafka's): `[A-Za-z0-9][A-Za-z0-9._-]{0,248}`.
+///
+/// ```
+/// use outbox::validate::topic;
+/// assert!(topic("orders.created").is_ok());
+/// assert!(topic("orders created").is_err());
+/// ```
+pub fn topic(t: &str) -> Result<(), Invalid> {
+    if t.is_empty() {
+        return Err(Invalid::new("topic", "topic is empty", TOPIC_HINT));
+    }
+    if t.len() > MAX_TOPIC_BYTES {
+        return Err(Invalid::new(
+            "topic",
+            format!("topic is {} bytes long, the limit is {MAX_TOPIC_BYTES}", t.len()),
+            TOPIC_HINT,
+        ));
+    }
+    let first = t.as_bytes()[0];
+    if !first.is_ascii_alphanumeric() {
+        return Err(Invalid::new("topic", "topic must start with a letter or digit", TOPIC_HINT));
+    }
+    if let Some(bad) = t.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(Invalid::new("topic", format!("topic contains {bad:?}, which is not allowed"), TOPIC_HINT));
+    }
+    Ok(())
+}
+
+/// Keys are optional; when given they must be non-empty (NULL means "no
+/// order") and short.
+pub fn key(k: &str) -> Result<(), Invalid> {
+    if k.is_empty() {
+        return Err(Invalid::new(
+            "key",
+            "key is empty",
+            "Pass NULL for a message without per-key ordering, or a non-empty key.",
+        ));
+    }
+    if k.len() > MAX_KEY_BYTES {
+        return Err(Invalid::new(
+            "key",
+            format!("key is {} bytes long, the limit is {MAX_KEY_BYTES}", k.len()),
+            "Use a short identifier (an aggregate id) as the key, not data.",
+        ));
+    }
+    Ok(())
+}
+
+/// The owner names the relay holding a lease, for operators.
+pub fn owner(o: &str) -> Result<(), Invalid> {
+    if o.trim().is_empty() {
+        return Err(Invalid::new(
+            "owner",
+            "owner is empty",
+            "Pass a name that identifies this relay process, e.g. 'host-1:4242'.",
+        ));
+    }
+    if o.len() > MAX_OWNER_BYTES {
+        return Err(Invalid::new(
+            "owner",
+            format!("owner is {} bytes long, the limit is {MAX_OWNER_BYTES}", o.len()),
+            "Pass a short name that identifies this relay process.",
+        ));
+    }
+    Ok(())
+}
+
+const HEADERS_HINT: &str = "Headers are a JSON object of string values, e.g. '{\"trace-id\": \"abc\"}', or NULL.";
+
+/// Headers travel to brokers as message headers, which are string to string
+/// maps everywhere (Kafka, NATS, HTTP), so that is what we accept.
+pub fn headers(h: &Value, stored_bytes: usize) -> Result<(), Invalid> {
+    let Value::Object(map) = h else {
+        return Err(Invalid::new("headers", "headers must be a JSON object", HEADERS_HINT));
+    };
+    if map.len() > MAX_HEADERS {
+        return Err(Invalid::new(
+            "headers",
+            format!("headers has {} entries, the limit is {MAX_HEADERS}", map.len()),
+            HEADERS_HINT,
+        ));
+    }
+    if stored_bytes > MAX_HEADERS_BYTES {
+        return Err(Invalid::new(
+            "headers",
+            format!("headers take {stored_bytes} bytes, the limit is {MAX_HEADERS_BYTES}"),
+            HEADERS_HINT,
+        ));
+    }
+    for (name, value) in map {
+        if name.is_empty() || name.len() > MAX_HEADER_NAME_BYTES {
+            return Err(Invalid::new(
+                "headers",
+                format!("header name must be 1 to {MAX_HEADER_NAME_BYTES} bytes long"),
+                HEADERS_HINT,
+            ));
+        }
+        if !value.is_string() {
+            return Err(Invalid::new(
+                "headers",
+                format!("header {name:?} is not a string"),
+                HEADERS_HINT,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `max_attempts` per message: NULL means the `outbox.max_attempts` GUC.
+pub fn max_attempts(n: i32) -> Result<(), Invalid> {
+    if !(1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
+        return Err(Invalid::new(
+            "max_attempts",
+            format!("max_attempts is {n}, it must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+            "Pass NULL to use outbox.max_attempts, or a count from 1 up.",
+        ));
+    }
+    Ok(())
+}
+
+/// `batch_size` for claim.
+pub fn batch_size(n: i32) -> Result<(), Invalid> {
+    if !(1..=MAX_CLAIM_BATCH).contains(&n) {
+        return Err(Invalid::new(
+            "batch_size",
+            format!("batch_size is {n}, it must be between 1 and {MAX_CLAIM_BATCH}"),
+            "Claim at most a few hundred messages at a time; call claim again for more.",
+        ));
+    }
+    Ok(())
+}
+
+/// A lease length in microseconds (from an interval; months count 30 days).
+pub fn lease(micros: i128) -> Result<(), Invalid> {
+    if micros <= 0 {
+        return Err(Invalid::new(
+            "lease",
+            "lease must be a positive interval",
+            "Pass how long the relay may hold the messages, e.g. '30 seconds'.",
+        ));
+    }
+    if micros > MAX_LEASE_MICROS {
+        return Err(Invalid::new(
+            "lease",
+            "lease is longer than 24 hours",
+            "Use a lease of seconds to minutes and outbox.extend() it while a slow publish runs.",
+        ));
+    }
+    Ok(())
+}
+
+/// An explicit retry delay for fail().
+pub fn retry_in(micros: i128) -> Result<(), Invalid> {
+    if micros < 0 {
+        return Err(Invalid::new(
+            "retry_in",
+            "retry_in is negative",
+            "Pass NULL for the computed backoff, or a delay of zero or more.",
+        ));
+    }
+    if micros > MAX_RETRY_MICROS {
+        return Err(Invalid::new(
+            "retry_in",
+            "retry_in is longer than a year",
+            "Pass a shorter delay, or fail(..., permanent => true) to dead-letter the message.",
+        ));
+    }
+    Ok(())
+}
+
+/// The topic filter for claim: NULL (all topics) or a non-empty list of
+/// valid topics.
+pub fn topics<'a>(list: impl ExactSizeIterator<Item = Option<&'a str>>) -> Result<(), Invalid> {
+    if list.len() == 0 {
+        return Err(Invalid::new(
+            "topics",
+            "topics is an empty array",
+            "Pass NULL to claim from every topic, or the topics to claim from.",
+        ));
+    }
+    for t in list {
+        match t {
+            None => {
+                return Err(Invalid::new("topics", "topics contains NULL", "Remove the NULL element."))
+            }
+            Some(t) => topic(t).map_err(|e| Invalid { param: "topics", ..e })?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn topic_cases() {
+        let long = "a".repeat(MAX_TOPIC_BYTES);
+        let too_long = "a".repeat(MAX_TOPIC_BYTES + 1);
+        let cases: &[(&str, bool)] = &[
+            ("orders", true),
+            ("orders.created", true),
+            ("Orders_v2-eu", true),
+            ("0day", true),
+            (&long, true),
+            ("", false),
+            (&too_long, false),
+            (".hidden", false),
+            ("-x", false),
+            ("orders created", false),
+            ("orders/created", false),
+            ("ordérs", false),
+            ("a*", false),
+        ];
+        for (t, ok) in cases {
+            assert_eq!(topic(t).is_ok(), *ok, "topic {t:?}");
+        }
+    }
+
+    #[test]
+    fn key_cases() {
+        assert!(key("order-1").is_ok());
+        assert!(key("").is_err());
+        assert!(key(&"k".repeat(MAX_KEY_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn owner_cases() {
+        assert!(owner("relay-1").is_ok());
+        assert!(owner("").is_err());
+        assert!(owner("   ").is_err());
+        assert!(owner(&"o".repeat(MAX_OWNER_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn header_cases() {
+        assert!(headers(&json!({"trace-id": "abc"}), 40).is_ok());
+        assert!(headers(&json!({}), 8).is_ok());
+        assert!(headers(&json!(["a"]), 8).is_err());
+        assert!(headers(&json!("a"), 8).is_err());
+        assert!(headers(&json!({"n": 1}), 8).is_err());
+        assert!(headers(&json!({"n": null}), 8).is_err());
+        assert!(headers(&json!({"": "x"}), 8).is_err());
+        assert!(headers(&json!({"a": "b"}), MAX_HEADERS_BYTES + 1).is_err());
+        let many: serde_json::Map<String, Value> =
+            (0..=MAX_HEADERS).map(|i| (format!("h{i}"), json!("v"))).collect();
+        assert!(headers(&Value::Object(many), 100).is_err());
+    }
+
+    #[test]
+    fn numeric_limits() {
+        assert!(max_attempts(1).is_ok());
+        assert!(max_attempts(0).is_err());
+        assert!(max_attempts(-3).is_err());
+        assert!(max_attempts(MAX_ATTEMPTS_LIMIT + 1).is_err());
+        assert!(batch_size(1).is_ok());
+        assert!(batch_size(MAX_CLAIM_BATCH).is_ok());
+        assert!(batch_size(0).is_err());
+        assert!(batch_size(MAX_CLAIM_BATCH + 1).is_err());
+        assert!(lease(1).is_ok());
+        assert!(lease(0).is_err());
+        assert!(lease(-1).is_err());
+        assert!(lease(MAX_LEASE_MICROS + 1).is_err());
+        assert!(retry_in(0).is_ok());
+        assert!(retry_in(-1).is_err());
+        assert!(retry_in(MAX_RETRY_MICROS + 1).is_err());
+    }
+
+    #[test]
+    fn topic_filter_cases() {
+        assert!(topics([Some("a"), Some("b")].into_iter()).is_ok());
+        assert!(topics(std::iter::empty::<Option<&str>>()).is_err());
+        assert!(topics([Some("a"), None].into_iter()).is_err());
+        assert_eq!(topics([Some("bad topic")].into_iter()).unwrap_err().param, "topics");
+    }
+}

@@ -1,0 +1,66 @@
+-- outbox.claim(): lease up to $2 ready messages to owner $1 for $3.
+-- $1 owner text, $2 batch_size integer, $3 lease interval, $4 topics text[] (NULL = all)
+--
+-- Why this shape:
+-- * The candidates CTE is MATERIALIZED: `UPDATE ... WHERE id IN (SELECT ...
+--   LIMIT n FOR UPDATE SKIP LOCKED)` may be re-executed by the planner and
+--   lease more than n rows. Materialized, the LIMIT holds.
+-- * SKIP LOCKED gives concurrent claimers disjoint sets without waiting.
+-- * FOR UPDATE re-checks the row at lock time (EvalPlanQual), so a lease that
+--   was extended, or a message completed, after our snapshot is not stolen.
+-- * Per-key FIFO: a keyed message is a candidate only while no older message
+--   with the same key is still in outbox.messages (ready, scheduled, retrying
+--   or leased). Dead letters have left the table, so they do not block.
+-- * The attempt is counted here, at claim, not at fail(): a message that kills
+--   its relay still runs out of attempts. A candidate whose lease expired on
+--   its last attempt goes to outbox.dead_letters instead of being leased again.
+-- * One lease token per call: the whole batch is finished with one token.
+-- * The function pins search_path to pg_catalog, pg_temp, so operators and
+--   functions here cannot be shadowed by objects in other schemas.
+WITH token AS MATERIALIZED (
+    SELECT gen_random_uuid() AS value
+),
+candidates AS MATERIALIZED (
+    SELECT m.id, m.attempt >= m.max_attempts AS exhausted
+    FROM outbox.messages AS m
+    WHERE m.deliver_at <= statement_timestamp()
+      AND (m.lease_expires_at IS NULL OR m.lease_expires_at <= statement_timestamp())
+      AND ($4::text[] IS NULL OR m.topic = ANY ($4::text[]))
+      AND (m.key IS NULL OR NOT EXISTS (
+            SELECT 1
+            FROM outbox.messages AS older
+            WHERE older.key = m.key AND older.id < m.id))
+    ORDER BY m.id
+    LIMIT $2::integer
+    FOR UPDATE OF m SKIP LOCKED
+),
+dead AS (
+    DELETE FROM outbox.messages AS m
+    USING candidates AS c
+    WHERE m.id = c.id AND c.exhausted
+    RETURNING m.id, m.topic, m.key, m.payload, m.headers, m.created_at,
+              m.attempt, m.max_attempts, m.last_error
+),
+buried AS (
+    INSERT INTO outbox.dead_letters
+        (id, topic, key, payload, headers, created_at, attempts, max_attempts, last_error, reason)
+    SELECT d.id, d.topic, d.key, d.payload, d.headers, d.created_at, d.attempt, d.max_attempts,
+           'lease expired on the last attempt (' || d.attempt || ' of ' || d.max_attempts || ')'
+               || coalesce('; previous error: ' || d.last_error, ''),
+           'lease_expired'
+    FROM dead AS d
+),
+claimed AS (
+    UPDATE outbox.messages AS m
+    SET attempt = m.attempt + 1,
+        lease_owner = $1::text,
+        lease_token = (SELECT value FROM token),
+        lease_expires_at = statement_timestamp() + $3::interval
+    FROM candidates AS c
+    WHERE m.id = c.id AND NOT c.exhausted
+    RETURNING m.id, m.topic, m.key, m.payload, m.headers, m.attempt,
+              m.lease_token, m.lease_expires_at, m.created_at
+)
+SELECT id, topic, key, payload, headers, attempt, lease_token, lease_expires_at, created_at
+FROM claimed
+ORDER BY id
