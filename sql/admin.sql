@@ -115,7 +115,8 @@ DECLARE
 BEGIN
     IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'ids must be an array of dead letter ids without NULLs'
-            USING ERRCODE = 'null_value_not_allowed';
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass ARRAY[id, ...] with ids from outbox.list_dead().';
     END IF;
     SELECT u.id INTO missing
     FROM unnest(ids) AS u(id)
@@ -156,18 +157,18 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION outbox.requeue_dead(topic text) RETURNS integer
+CREATE FUNCTION outbox.requeue_dead_topic(topic text) RETURNS integer
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT outbox.requeue_dead(coalesce(array_agg(d.id ORDER BY d.id), '{}'))
     FROM outbox.dead_letters AS d
-    WHERE d.topic = requeue_dead.topic
+    WHERE d.topic = requeue_dead_topic.topic
 $$;
 
 COMMENT ON FUNCTION outbox.requeue_dead(bigint[]) IS
     'Put dead letters back into the outbox (same id, attempts start over). Unknown ids are an error and change nothing.';
-COMMENT ON FUNCTION outbox.requeue_dead(text) IS
+COMMENT ON FUNCTION outbox.requeue_dead_topic(text) IS
     'Put every dead letter of a topic back into the outbox. Returns how many.';
 
 CREATE FUNCTION outbox.purge_dead(ids bigint[]) RETURNS integer
@@ -184,7 +185,7 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION outbox.purge_dead(topic text, older_than interval DEFAULT NULL) RETURNS integer
+CREATE FUNCTION outbox.purge_dead_topic(topic text, older_than interval DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -193,10 +194,11 @@ DECLARE
 BEGIN
     IF older_than < interval '0' THEN
         RAISE EXCEPTION 'older_than must not be negative'
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass NULL to purge regardless of age, or how long a letter must have been dead, e.g. ''30 days''.';
     END IF;
     DELETE FROM outbox.dead_letters AS d
-    WHERE (purge_dead.topic IS NULL OR d.topic = purge_dead.topic)
+    WHERE (purge_dead_topic.topic IS NULL OR d.topic = purge_dead_topic.topic)
       AND (older_than IS NULL OR d.died_at < statement_timestamp() - older_than);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -205,5 +207,5 @@ $$;
 
 COMMENT ON FUNCTION outbox.purge_dead(bigint[]) IS
     'Delete the given dead letters for good. Unknown ids are an error and change nothing.';
-COMMENT ON FUNCTION outbox.purge_dead(text, interval) IS
+COMMENT ON FUNCTION outbox.purge_dead_topic(text, interval) IS
     'Delete the dead letters of a topic (NULL = every topic), optionally only those dead for longer than older_than.';

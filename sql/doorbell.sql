@@ -94,6 +94,10 @@ $$;
 COMMENT ON FUNCTION outbox.doorbell_disarm() IS
     'End a sleep started with outbox.doorbell_arm(); producers go silent again. Returns false if this session was not armed.';
 
+-- The trigger function does no name lookups, but it is pinned like every
+-- other function so that nothing on a caller's search_path can matter.
+ALTER FUNCTION outbox._doorbell() SET search_path = pg_catalog, pg_temp;
+
 CREATE TRIGGER doorbell
     AFTER INSERT ON outbox.messages
     FOR EACH STATEMENT

@@ -24,7 +24,8 @@ DECLARE
     f regprocedure;
 BEGIN
     IF role IS NULL THEN
-        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'role must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an existing role name, e.g. ''app_writer''.';
     END IF;
     -- format's %s of a regrole/regprocedure is its quoted name: no string is
     -- pasted into the statement unquoted.
@@ -53,8 +54,8 @@ LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT outbox._grant_functions(role, ARRAY[
-        'claim', 'complete', 'fail', 'release', 'extend',
-        'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats'])
+        'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
+        'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats'])
 $$;
 
 COMMENT ON FUNCTION outbox.grant_relay(regrole) IS
@@ -67,9 +68,9 @@ AS $$
 BEGIN
     PERFORM outbox._grant_functions(role, ARRAY[
         'enqueue', 'enqueue_batch',
-        'claim', 'complete', 'fail', 'release', 'extend',
-        'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
-        'blocked_keys', 'list_dead', 'requeue_dead', 'purge_dead']);
+        'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
+        'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
+        'blocked_keys', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic']);
     EXECUTE format('GRANT SELECT ON outbox.messages, outbox.dead_letters TO %s', role);
 END;
 $$;
@@ -83,7 +84,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF role IS NULL THEN
-        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'role must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an existing role name, e.g. ''app_writer''.';
     END IF;
     EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA outbox FROM %s', role);
     EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM %s', role);

@@ -15,7 +15,6 @@ pub const DOORBELL_CHANNEL: &str = "outbox_doorbell";
 
 /// AFTER INSERT ... FOR EACH STATEMENT on outbox.messages.
 #[pg_trigger]
-#[search_path(pg_catalog, pg_temp)]
 fn _doorbell<'a>(
     _trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {

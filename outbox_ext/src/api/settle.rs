@@ -70,9 +70,9 @@ fn complete_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool
 /// still held (those are gone now); the rest are untouched.
 ///
 /// ```sql
-/// SELECT outbox.complete(ARRAY[41, 42], '6f1c...'::uuid);
+/// SELECT outbox.complete_batch(ARRAY[41, 42], '6f1c...'::uuid);
 /// ```
-#[pg_extern(name = "complete", volatile, security_definer, parallel_unsafe)]
+#[pg_extern(name = "complete_batch", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn complete_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>) -> OutboxResult<i32> {
     let ids = ids_from(ids)?;
@@ -91,7 +91,7 @@ fn release_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool>
 }
 
 /// Give leased messages back. Returns how many the token still held.
-#[pg_extern(name = "release", volatile, security_definer, parallel_unsafe)]
+#[pg_extern(name = "release_batch", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn release_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>) -> OutboxResult<i32> {
     let ids = ids_from(ids)?;
@@ -115,7 +115,7 @@ fn extend_one(
 }
 
 /// Extend the lease of several messages. Returns how many the token still held.
-#[pg_extern(name = "extend", volatile, security_definer, parallel_unsafe)]
+#[pg_extern(name = "extend_batch", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn extend_many(
     ids: Option<Array<'_, i64>>,

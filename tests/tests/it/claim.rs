@@ -1,0 +1,141 @@
+//! claim: disjoint concurrent batches, batch_size as a hard limit, lease
+//! expiry and recovery.
+
+use crate::common::*;
+use outbox_tests::TestDb;
+use serde_json::json;
+use std::collections::HashSet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_get_disjoint_sets() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let payloads: Vec<serde_json::Value> = (0..600).map(|i| json!(i)).collect();
+    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads]).await.unwrap();
+
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let client = db.client().await;
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = claim(&client, &format!("relay-{w}"), 25).await;
+                if batch.is_empty() {
+                    break mine;
+                }
+                assert!(batch.len() <= 25);
+                mine.extend(batch.into_iter().map(|m| m.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for w in workers {
+        let ids = w.await.unwrap();
+        total += ids.len();
+        for id in ids {
+            assert!(seen.insert(id), "message {id} was claimed twice");
+        }
+    }
+    assert_eq!(total, 600);
+    assert_eq!(count(&c, "SELECT count(*) FROM outbox.messages WHERE lease_token IS NULL").await, 0);
+}
+
+#[tokio::test]
+async fn claim_never_exceeds_batch_size() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let payloads: Vec<serde_json::Value> = (0..100).map(|i| json!(i)).collect();
+    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads]).await.unwrap();
+    let mut sizes = Vec::new();
+    loop {
+        let n = claim(&c, "relay", 7).await.len();
+        if n == 0 {
+            break;
+        }
+        sizes.push(n);
+    }
+    assert!(sizes.iter().all(|&n| n <= 7), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 100);
+    assert_eq!(sizes.len(), 15, "{sizes:?}");
+}
+
+#[tokio::test]
+async fn claim_hands_out_oldest_first_with_one_token_per_call() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(enqueue(&c, "orders", json!(i)).await);
+    }
+    let batch = claim(&c, "relay", 3).await;
+    assert_eq!(batch.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..3].to_vec());
+    assert!(batch.iter().all(|m| m.token == batch[0].token));
+    let next = claim(&c, "relay", 3).await;
+    assert_eq!(next.iter().map(|m| m.id).collect::<Vec<_>>(), ids[3..].to_vec());
+    assert_ne!(next[0].token, batch[0].token);
+}
+
+#[tokio::test]
+async fn leased_messages_are_not_claimed_again_until_the_lease_expires() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let id = enqueue(&c, "orders", json!(1)).await;
+    let first = claim(&c, "relay-a", 10).await;
+    assert_eq!(first[0].attempt, 1);
+    assert!(claim(&c, "relay-b", 10).await.is_empty());
+
+    expire_leases(&c, &[id]).await;
+    let second = claim(&c, "relay-b", 10).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].id, id);
+    assert_eq!(second[0].attempt, 2, "a reclaim counts an attempt");
+    assert_ne!(second[0].token, first[0].token);
+    let owner: String = c
+        .query_one("SELECT lease_owner FROM outbox.messages WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "relay-b");
+}
+
+#[tokio::test]
+async fn lease_expiring_on_the_last_attempt_dead_letters_the_message() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let id: i64 = c
+        .query_one("SELECT outbox.enqueue('orders', '1', max_attempts => 2)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    claim(&c, "relay", 1).await;
+    expire_leases(&c, &[id]).await;
+    assert_eq!(claim(&c, "relay", 1).await[0].attempt, 2);
+    expire_leases(&c, &[id]).await;
+    assert!(claim(&c, "relay", 1).await.is_empty());
+    let row = c
+        .query_one("SELECT reason, attempts, last_error FROM outbox.dead_letters WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "lease_expired");
+    assert_eq!(row.get::<_, i32>(1), 2);
+    assert!(row.get::<_, String>(2).contains("lease expired"));
+    assert_eq!(count(&c, "SELECT count(*) FROM outbox.messages").await, 0);
+}
+
+#[tokio::test]
+async fn default_lease_comes_from_the_setting() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    enqueue(&c, "orders", json!(1)).await;
+    c.batch_execute("SET outbox.default_lease = '90s'").await.unwrap();
+    let secs: f64 = c
+        .query_one(
+            "SELECT extract(epoch FROM lease_expires_at - statement_timestamp())::float8 FROM outbox.claim('r')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!((secs - 90.0).abs() < 1.0, "{secs}");
+}

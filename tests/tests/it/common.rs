@@ -1,0 +1,108 @@
+//! Helpers shared by the tests: typed wrappers over the SQL API and a
+//! factory that puts messages into any state directly.
+
+use outbox_tests::tokio_postgres::{Client, Error};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// One row of `outbox.claim()`.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub topic: String,
+    pub key: Option<String>,
+    pub payload: Value,
+    pub headers: Option<Value>,
+    pub attempt: i32,
+    pub token: Uuid,
+}
+
+pub async fn enqueue(c: &Client, topic: &str, payload: Value) -> i64 {
+    c.query_one("SELECT outbox.enqueue($1, $2)", &[&topic, &payload]).await.unwrap().get(0)
+}
+
+pub async fn enqueue_keyed(c: &Client, topic: &str, key: &str, n: i64) -> i64 {
+    c.query_one("SELECT outbox.enqueue($1, $2, key => $3)", &[&topic, &json!({ "n": n }), &key])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+pub async fn try_claim(c: &Client, owner: &str, batch: i32) -> Result<Vec<Claimed>, Error> {
+    let rows = c
+        .query(
+            "SELECT id, topic, key, payload, headers, attempt, lease_token FROM outbox.claim($1, $2)",
+            &[&owner, &batch],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Claimed {
+            id: r.get(0),
+            topic: r.get(1),
+            key: r.get(2),
+            payload: r.get(3),
+            headers: r.get(4),
+            attempt: r.get(5),
+            token: r.get(6),
+        })
+        .collect())
+}
+
+pub async fn claim(c: &Client, owner: &str, batch: i32) -> Vec<Claimed> {
+    try_claim(c, owner, batch).await.unwrap()
+}
+
+pub async fn complete(c: &Client, m: &Claimed) -> bool {
+    c.query_one("SELECT outbox.complete($1, $2)", &[&m.id, &m.token]).await.unwrap().get(0)
+}
+
+/// The `state` that `outbox.fail()` reports.
+pub async fn fail(c: &Client, m: &Claimed, error: &str) -> String {
+    c.query_one("SELECT state FROM outbox.fail($1, $2, $3)", &[&m.id, &m.token, &error])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+pub async fn count(c: &Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Factory: make the leases of `ids` expire now, as if their relay died.
+pub async fn expire_leases(c: &Client, ids: &[i64]) {
+    c.execute(
+        "UPDATE outbox.messages SET lease_expires_at = statement_timestamp() - interval '1 second' \
+         WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await
+    .unwrap();
+}
+
+/// Factory: make every scheduled message (future deliver_at, retries) due now.
+pub async fn make_due(c: &Client) {
+    c.batch_execute(
+        "UPDATE outbox.messages SET deliver_at = statement_timestamp() - interval '1 millisecond' \
+         WHERE deliver_at > statement_timestamp()",
+    )
+    .await
+    .unwrap();
+}
+
+/// The SQLSTATE of a failed call, for assertions.
+pub fn sqlstate(e: &Error) -> String {
+    e.as_db_error().map(|d| d.code().code().to_owned()).unwrap_or_else(|| format!("not a db error: {e}"))
+}
+
+/// Everything in the outbox, for "nothing changed" assertions.
+pub async fn snapshot(c: &Client) -> String {
+    c.query_one(
+        "SELECT coalesce((SELECT json_agg(m ORDER BY id)::text FROM outbox.messages m), '') || '|' || \
+                coalesce((SELECT json_agg(d ORDER BY id)::text FROM outbox.dead_letters d), '')",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}

@@ -1,0 +1,16 @@
+//! Integration tests of the outbox extension over real connections, against
+//! a throwaway cluster the harness starts (see `outbox_tests`).
+//! One binary, one cluster; each test gets its own database.
+
+mod common;
+
+mod bad_input;
+mod claim;
+mod dead_letters;
+mod doorbell;
+mod enqueue;
+mod examples;
+mod fail;
+mod per_key_order;
+mod privileges;
+mod settle;
