@@ -41,6 +41,8 @@ AS $$
 DECLARE
     k constant bigint := 122550254464888;
     held boolean;
+    armed boolean;
+    previous text;
 BEGIN
     IF wait IS NULL OR wait < interval '0' THEN
         RAISE EXCEPTION 'wait must be a non-negative interval'
@@ -59,13 +61,18 @@ BEGIN
     END IF;
     -- Waiting here means a producer that stayed silent is still committing;
     -- its commit makes its messages visible to the re-check that follows.
-    PERFORM set_config('lock_timeout', (extract(epoch FROM wait) * 1000)::bigint::text || 'ms', true);
+    -- lock_timeout 0 would mean "wait forever", hence the 1 ms floor.
+    previous := current_setting('lock_timeout');
+    PERFORM set_config('lock_timeout',
+        greatest((extract(epoch FROM wait) * 1000)::bigint, 1)::text || 'ms', true);
     BEGIN
         PERFORM pg_advisory_lock(k);
+        armed := true;
     EXCEPTION WHEN lock_not_available THEN
-        RETURN false;
+        armed := false;
     END;
-    RETURN true;
+    PERFORM set_config('lock_timeout', previous, true);
+    RETURN armed;
 END;
 $$;
 

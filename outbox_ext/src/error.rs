@@ -16,11 +16,19 @@ pub enum OutboxError {
     /// An argument broke a rule (SQLSTATE 22023).
     Invalid(Invalid),
     /// The payload is larger than `outbox.max_payload_bytes` (SQLSTATE 54000).
-    PayloadTooLarge { index: Option<usize>, bytes: usize, limit: usize },
+    PayloadTooLarge {
+        index: Option<usize>,
+        bytes: usize,
+        limit: usize,
+    },
     /// Too many messages in one enqueue_batch call (SQLSTATE 54000).
     BatchTooLarge { count: usize, limit: usize },
     /// Parallel arrays of different lengths (SQLSTATE 2202E).
-    LengthMismatch { param: &'static str, len: usize, expected: usize },
+    LengthMismatch {
+        param: &'static str,
+        len: usize,
+        expected: usize,
+    },
     /// An id that was never a message (SQLSTATE P0002).
     UnknownMessage { id: i64 },
     /// SPI failed where it should not (SQLSTATE XX000).

@@ -8,7 +8,7 @@
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 use pgrx::{datum::DatumWithOid, PgOid};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 
 thread_local! {
     static KEPT: RefCell<HashMap<usize, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
@@ -34,12 +34,11 @@ impl Query {
         let key = self.sql.as_ptr() as usize;
         KEPT.with(|kept| {
             let mut kept = kept.borrow_mut();
-            if !kept.contains_key(&key) {
-                let plan = client.prepare_mut(self.sql, self.args)?.keep();
-                kept.insert(key, plan);
-            }
-            let plan = kept.get(&key).expect("plan was just inserted");
-            let table = client.update(plan, None, args)?;
+            let plan = match kept.entry(key) {
+                Entry::Occupied(kept) => kept.into_mut(),
+                Entry::Vacant(slot) => slot.insert(client.prepare_mut(self.sql, self.args)?.keep()),
+            };
+            let table = client.update(&*plan, None, args)?;
             read(table)
         })
     }

@@ -71,8 +71,14 @@ mod tests {
     #[test]
     fn masks_url_passwords() {
         let cases = [
-            ("postgres://app:s3cr3t@db:5432/x down", "postgres://app:***@db:5432/x down"),
-            ("https://u:p@example.test/hook", "https://u:***@example.test/hook"),
+            (
+                "postgres://app:s3cr3t@db:5432/x down",
+                "postgres://app:***@db:5432/x down",
+            ),
+            (
+                "https://u:p@example.test/hook",
+                "https://u:***@example.test/hook",
+            ),
             ("amqp://:onlypass@mq", "amqp://:***@mq"),
             ("http://example.test/path", "http://example.test/path"),
             ("nats://user@host", "nats://user@host"),
@@ -85,11 +91,20 @@ mod tests {
     #[test]
     fn masks_key_value_secrets() {
         let cases = [
-            ("host=db password=hunter2 user=app", "host=db password=*** user=app"),
+            (
+                "host=db password=hunter2 user=app",
+                "host=db password=*** user=app",
+            ),
             ("PASSWORD = 'a b c' then", "PASSWORD = *** then"),
-            (r#"{"api_key": "abc123", "n": 1}"#, r#"{"api_key": ***, "n": 1}"#),
+            (
+                r#"{"api_key": "abc123", "n": 1}"#,
+                r#"{"api_key": ***, "n": 1}"#,
+            ),
             ("url?token=xyz&x=1", "url?token=***&x=1"),
-            ("Authorization: Bearer eyJhbGciOi.abc.def", "Authorization: Bearer ***"),
+            (
+                "Authorization: Bearer eyJhbGciOi.abc.def",
+                "Authorization: Bearer ***",
+            ),
             ("no secrets here", "no secrets here"),
         ];
         for (input, want) in cases {

@@ -42,7 +42,11 @@ impl Backoff {
 mod tests {
     use super::*;
 
-    const EXACT: Backoff = Backoff { base_ms: 1_000, cap_ms: 900_000, jitter: 0.0 };
+    const EXACT: Backoff = Backoff {
+        base_ms: 1_000,
+        cap_ms: 900_000,
+        jitter: 0.0,
+    };
 
     #[test]
     fn doubles_from_the_base() {
@@ -66,7 +70,10 @@ mod tests {
 
     #[test]
     fn jitter_only_shortens_within_its_fraction() {
-        let b = Backoff { jitter: 0.25, ..EXACT };
+        let b = Backoff {
+            jitter: 0.25,
+            ..EXACT
+        };
         assert_eq!(b.delay_ms(3, 0.0), 4_000);
         assert_eq!(b.delay_ms(3, 1.0), 3_000);
         for i in 0..100 {
@@ -77,9 +84,17 @@ mod tests {
 
     #[test]
     fn nonsense_settings_stay_in_range() {
-        let b = Backoff { base_ms: -1, cap_ms: -1, jitter: 7.0 };
+        let b = Backoff {
+            base_ms: -1,
+            cap_ms: -1,
+            jitter: 7.0,
+        };
         assert_eq!(b.delay_ms(3, 0.5), 0);
-        let huge = Backoff { base_ms: i64::MAX, cap_ms: i64::MAX, jitter: 0.0 };
+        let huge = Backoff {
+            base_ms: i64::MAX,
+            cap_ms: i64::MAX,
+            jitter: 0.0,
+        };
         assert_eq!(huge.delay_ms(60, 0.0), i64::MAX);
     }
 }

@@ -39,7 +39,11 @@ pub struct Invalid {
 
 impl Invalid {
     fn new(param: &'static str, reason: impl Into<String>, hint: &'static str) -> Self {
-        Self { param, reason: reason.into(), hint }
+        Self {
+            param,
+            reason: reason.into(),
+            hint,
+        }
     }
 }
 
@@ -60,16 +64,30 @@ pub fn topic(t: &str) -> Result<(), Invalid> {
     if t.len() > MAX_TOPIC_BYTES {
         return Err(Invalid::new(
             "topic",
-            format!("topic is {} bytes long, the limit is {MAX_TOPIC_BYTES}", t.len()),
+            format!(
+                "topic is {} bytes long, the limit is {MAX_TOPIC_BYTES}",
+                t.len()
+            ),
             TOPIC_HINT,
         ));
     }
     let first = t.as_bytes()[0];
     if !first.is_ascii_alphanumeric() {
-        return Err(Invalid::new("topic", "topic must start with a letter or digit", TOPIC_HINT));
+        return Err(Invalid::new(
+            "topic",
+            "topic must start with a letter or digit",
+            TOPIC_HINT,
+        ));
     }
-    if let Some(bad) = t.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(Invalid::new("topic", format!("topic contains {bad:?}, which is not allowed"), TOPIC_HINT));
+    if let Some(bad) = t
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(Invalid::new(
+            "topic",
+            format!("topic contains {bad:?}, which is not allowed"),
+            TOPIC_HINT,
+        ));
     }
     Ok(())
 }
@@ -87,7 +105,10 @@ pub fn key(k: &str) -> Result<(), Invalid> {
     if k.len() > MAX_KEY_BYTES {
         return Err(Invalid::new(
             "key",
-            format!("key is {} bytes long, the limit is {MAX_KEY_BYTES}", k.len()),
+            format!(
+                "key is {} bytes long, the limit is {MAX_KEY_BYTES}",
+                k.len()
+            ),
             "Use a short identifier (an aggregate id) as the key, not data.",
         ));
     }
@@ -106,25 +127,36 @@ pub fn owner(o: &str) -> Result<(), Invalid> {
     if o.len() > MAX_OWNER_BYTES {
         return Err(Invalid::new(
             "owner",
-            format!("owner is {} bytes long, the limit is {MAX_OWNER_BYTES}", o.len()),
+            format!(
+                "owner is {} bytes long, the limit is {MAX_OWNER_BYTES}",
+                o.len()
+            ),
             "Pass a short name that identifies this relay process.",
         ));
     }
     Ok(())
 }
 
-const HEADERS_HINT: &str = "Headers are a JSON object of string values, e.g. '{\"trace-id\": \"abc\"}', or NULL.";
+const HEADERS_HINT: &str =
+    "Headers are a JSON object of string values, e.g. '{\"trace-id\": \"abc\"}', or NULL.";
 
 /// Headers travel to brokers as message headers, which are string to string
 /// maps everywhere (Kafka, NATS, HTTP), so that is what we accept.
 pub fn headers(h: &Value, stored_bytes: usize) -> Result<(), Invalid> {
     let Value::Object(map) = h else {
-        return Err(Invalid::new("headers", "headers must be a JSON object", HEADERS_HINT));
+        return Err(Invalid::new(
+            "headers",
+            "headers must be a JSON object",
+            HEADERS_HINT,
+        ));
     };
     if map.len() > MAX_HEADERS {
         return Err(Invalid::new(
             "headers",
-            format!("headers has {} entries, the limit is {MAX_HEADERS}", map.len()),
+            format!(
+                "headers has {} entries, the limit is {MAX_HEADERS}",
+                map.len()
+            ),
             HEADERS_HINT,
         ));
     }
@@ -229,9 +261,16 @@ pub fn topics<'a>(list: impl ExactSizeIterator<Item = Option<&'a str>>) -> Resul
     for t in list {
         match t {
             None => {
-                return Err(Invalid::new("topics", "topics contains NULL", "Remove the NULL element."))
+                return Err(Invalid::new(
+                    "topics",
+                    "topics contains NULL",
+                    "Remove the NULL element.",
+                ))
             }
-            Some(t) => topic(t).map_err(|e| Invalid { param: "topics", ..e })?,
+            Some(t) => topic(t).map_err(|e| Invalid {
+                param: "topics",
+                ..e
+            })?,
         }
     }
     Ok(())
@@ -291,8 +330,9 @@ mod tests {
         assert!(headers(&json!({"n": null}), 8).is_err());
         assert!(headers(&json!({"": "x"}), 8).is_err());
         assert!(headers(&json!({"a": "b"}), MAX_HEADERS_BYTES + 1).is_err());
-        let many: serde_json::Map<String, Value> =
-            (0..=MAX_HEADERS).map(|i| (format!("h{i}"), json!("v"))).collect();
+        let many: serde_json::Map<String, Value> = (0..=MAX_HEADERS)
+            .map(|i| (format!("h{i}"), json!("v")))
+            .collect();
         assert!(headers(&Value::Object(many), 100).is_err());
     }
 
@@ -320,6 +360,9 @@ mod tests {
         assert!(topics([Some("a"), Some("b")].into_iter()).is_ok());
         assert!(topics(std::iter::empty::<Option<&str>>()).is_err());
         assert!(topics([Some("a"), None].into_iter()).is_err());
-        assert_eq!(topics([Some("bad topic")].into_iter()).unwrap_err().param, "topics");
+        assert_eq!(
+            topics([Some("bad topic")].into_iter()).unwrap_err().param,
+            "topics"
+        );
     }
 }

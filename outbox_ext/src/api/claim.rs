@@ -3,11 +3,11 @@
 
 use super::{micros, INT4, INTERVAL, TEXT, TEXT_ARRAY};
 use crate::error::{required, OutboxError};
-use pgrx::pg_sys::panic::ErrorReport;
 use crate::plans::Query;
 use crate::rawjsonb::RawJsonb;
 use crate::{gucs, validate};
 use pgrx::datum::{Array, DatumWithOid, Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
@@ -23,7 +23,9 @@ pub(crate) fn resolve_lease(lease: Option<Interval>) -> Result<Interval, OutboxE
             validate::lease(micros(&l))?;
             Ok(l)
         }
-        None => Ok(Interval::from_micros(i64::from(gucs::DEFAULT_LEASE_MS.get()) * 1_000)),
+        None => Ok(Interval::from_micros(
+            i64::from(gucs::DEFAULT_LEASE_MS.get()) * 1_000,
+        )),
     }
 }
 
@@ -41,17 +43,23 @@ fn claim(
     batch_size: default!(Option<i32>, 100),
     lease: default!(Option<Interval>, "NULL"),
     topics: default!(Option<Array<'_, &str>>, "NULL"),
-) -> Result<TableIterator<'static, (
-        name!(id, i64),
-        name!(topic, String),
-        name!(key, Option<String>),
-        name!(payload, RawJsonb),
-        name!(headers, Option<RawJsonb>),
-        name!(attempt, i32),
-        name!(lease_token, Uuid),
-        name!(lease_expires_at, TimestampWithTimeZone),
-        name!(created_at, TimestampWithTimeZone),
-    )>, ErrorReport> {
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(id, i64),
+            name!(topic, String),
+            name!(key, Option<String>),
+            name!(payload, RawJsonb),
+            name!(headers, Option<RawJsonb>),
+            name!(attempt, i32),
+            name!(lease_token, Uuid),
+            name!(lease_expires_at, TimestampWithTimeZone),
+            name!(created_at, TimestampWithTimeZone),
+        ),
+    >,
+    ErrorReport,
+> {
     let owner = required(owner, "owner")?;
     validate::owner(owner).map_err(OutboxError::from)?;
     let batch_size = required(batch_size, "batch_size")?;
@@ -71,12 +79,16 @@ fn claim(
                     row.get::<i64>(1)?.unwrap_or_default(),
                     row.get::<String>(2)?.unwrap_or_default(),
                     row.get::<String>(3)?,
-                    row.get::<RawJsonb>(4)?.expect("payload is NOT NULL").outlive_spi(),
+                    row.get::<RawJsonb>(4)?
+                        .expect("payload is NOT NULL")
+                        .outlive_spi(),
                     row.get::<RawJsonb>(5)?.map(RawJsonb::outlive_spi),
                     row.get::<i32>(6)?.unwrap_or_default(),
                     row.get::<Uuid>(7)?.expect("lease_token is set by claim"),
-                    row.get::<TimestampWithTimeZone>(8)?.expect("lease_expires_at is set by claim"),
-                    row.get::<TimestampWithTimeZone>(9)?.expect("created_at is NOT NULL"),
+                    row.get::<TimestampWithTimeZone>(8)?
+                        .expect("lease_expires_at is set by claim"),
+                    row.get::<TimestampWithTimeZone>(9)?
+                        .expect("created_at is NOT NULL"),
                 ));
             }
             Ok(rows)

@@ -30,7 +30,10 @@ fn _doorbell<'a>(
         // SAFETY: pg_notify takes (text channel, text payload), both non-NULL
         // text datums here, and returns void.
         unsafe {
-            direct_function_call::<()>(pg_sys::pg_notify, &[DOORBELL_CHANNEL.into_datum(), "".into_datum()]);
+            direct_function_call::<()>(
+                pg_sys::pg_notify,
+                &[DOORBELL_CHANNEL.into_datum(), "".into_datum()],
+            );
         }
     }
     Ok(None)

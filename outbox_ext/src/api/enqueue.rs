@@ -17,20 +17,34 @@ static ENQUEUE: Query = Query {
 
 static ENQUEUE_BATCH: Query = Query {
     sql: include_str!("../../../sql/queries/enqueue_batch.sql"),
-    args: &[TEXT, JSONB_ARRAY, TEXT_ARRAY, JSONB_ARRAY, TIMESTAMPTZ, INT4],
+    args: &[
+        TEXT,
+        JSONB_ARRAY,
+        TEXT_ARRAY,
+        JSONB_ARRAY,
+        TIMESTAMPTZ,
+        INT4,
+    ],
 };
 
 fn check_payload(payload: RawJsonb, index: Option<usize>) -> Result<(), OutboxError> {
     let limit = usize::try_from(gucs::MAX_PAYLOAD_BYTES.get()).unwrap_or(usize::MAX);
     let bytes = payload.stored_bytes();
     if bytes > limit {
-        return Err(OutboxError::PayloadTooLarge { index, bytes, limit });
+        return Err(OutboxError::PayloadTooLarge {
+            index,
+            bytes,
+            limit,
+        });
     }
     Ok(())
 }
 
 fn check_headers(headers: RawJsonb) -> Result<(), OutboxError> {
-    Ok(validate::headers(&headers.to_value(), headers.stored_bytes())?)
+    Ok(validate::headers(
+        &headers.to_value(),
+        headers.stored_bytes(),
+    )?)
 }
 
 fn resolve_max_attempts(max_attempts: Option<i32>) -> Result<i32, OutboxError> {
@@ -106,11 +120,17 @@ fn enqueue_batch(
     let payloads = required(payloads, "payloads")?;
     let n = payloads.len();
     if n > validate::MAX_ENQUEUE_BATCH {
-        return Err(OutboxError::BatchTooLarge { count: n, limit: validate::MAX_ENQUEUE_BATCH }.into());
+        return Err(OutboxError::BatchTooLarge {
+            count: n,
+            limit: validate::MAX_ENQUEUE_BATCH,
+        }
+        .into());
     }
     let mut payload_vec = Vec::with_capacity(n);
     for (i, p) in payloads.iter().enumerate() {
-        let p = p.ok_or(OutboxError::Null { param: "payloads element" })?;
+        let p = p.ok_or(OutboxError::Null {
+            param: "payloads element",
+        })?;
         check_payload(p, Some(i + 1))?;
         payload_vec.push(p);
     }
@@ -118,7 +138,12 @@ fn enqueue_batch(
         None => None,
         Some(keys) => {
             if keys.len() != n {
-                return Err(OutboxError::LengthMismatch { param: "keys", len: keys.len(), expected: n }.into());
+                return Err(OutboxError::LengthMismatch {
+                    param: "keys",
+                    len: keys.len(),
+                    expected: n,
+                }
+                .into());
             }
             let v: Vec<Option<&str>> = keys.iter().collect();
             for k in v.iter().flatten() {
@@ -131,9 +156,12 @@ fn enqueue_batch(
         None => None,
         Some(headers) => {
             if headers.len() != n {
-                return Err(
-                    OutboxError::LengthMismatch { param: "headers", len: headers.len(), expected: n }.into()
-                );
+                return Err(OutboxError::LengthMismatch {
+                    param: "headers",
+                    len: headers.len(),
+                    expected: n,
+                }
+                .into());
             }
             let v: Vec<Option<RawJsonb>> = headers.iter().collect();
             for h in v.iter().flatten() {
@@ -157,7 +185,8 @@ fn enqueue_batch(
     ];
     let ids = Spi::connect_mut(|client| {
         ENQUEUE_BATCH.run(client, &args, |t| {
-            t.map(|row| row.get::<i64>(1).map(|id| id.unwrap_or_default())).collect::<Result<Vec<_>, _>>()
+            t.map(|row| row.get::<i64>(1).map(|id| id.unwrap_or_default()))
+                .collect::<Result<Vec<_>, _>>()
         })
     })
     .map_err(OutboxError::from)?;

@@ -4,10 +4,10 @@
 
 use super::{micros, reject_unknown_ids, INT8, INTERVAL, TEXT, UUID};
 use crate::error::{required, OutboxError};
-use pgrx::pg_sys::panic::ErrorReport;
 use crate::plans::Query;
 use crate::{gucs, redact, validate};
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
@@ -46,11 +46,17 @@ fn fail(
     error: default!(Option<&str>, "NULL"),
     retry_in: default!(Option<Interval>, "NULL"),
     permanent: default!(Option<bool>, false),
-) -> Result<TableIterator<'static, (
-        name!(state, String),
-        name!(attempt, Option<i32>),
-        name!(next_attempt_at, Option<TimestampWithTimeZone>),
-    )>, ErrorReport> {
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(state, String),
+            name!(attempt, Option<i32>),
+            name!(next_attempt_at, Option<TimestampWithTimeZone>),
+        ),
+    >,
+    ErrorReport,
+> {
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
     let permanent = required(permanent, "permanent")?;
@@ -59,34 +65,42 @@ fn fail(
     }
     let error = error.map(redact::error_text);
 
-    let outcome = Spi::connect_mut(|client| -> Result<(String, Option<i32>, Option<TimestampWithTimeZone>), OutboxError> {
-        let locked = LOCK.run(client, &[id.into(), token.into()], |t| {
-            if t.is_empty() {
-                Ok(None)
-            } else {
-                Ok(Some(t.first().get_two::<i32, i32>()?))
+    let outcome = Spi::connect_mut(
+        |client| -> Result<(String, Option<i32>, Option<TimestampWithTimeZone>), OutboxError> {
+            let locked = LOCK.run(client, &[id.into(), token.into()], |t| {
+                if t.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(t.first().get_two::<i32, i32>()?))
+                }
+            })?;
+            let Some((Some(attempt), Some(max_attempts))) = locked else {
+                reject_unknown_ids(client, &[id])?;
+                return Ok(("stale".to_owned(), None, None));
+            };
+            if permanent || attempt >= max_attempts {
+                let reason = if permanent {
+                    "permanent"
+                } else {
+                    "max_attempts"
+                };
+                let args: [DatumWithOid; 3] = [id.into(), error.clone().into(), reason.into()];
+                DEAD.run(client, &args, |_| Ok(()))?;
+                return Ok(("dead".to_owned(), Some(attempt), None));
             }
-        })?;
-        let Some((Some(attempt), Some(max_attempts))) = locked else {
-            reject_unknown_ids(client, &[id])?;
-            return Ok(("stale".to_owned(), None, None));
-        };
-        if permanent || attempt >= max_attempts {
-            let reason = if permanent { "permanent" } else { "max_attempts" };
-            let args: [DatumWithOid; 3] = [id.into(), error.clone().into(), reason.into()];
-            DEAD.run(client, &args, |_| Ok(()))?;
-            return Ok(("dead".to_owned(), Some(attempt), None));
-        }
-        let delay = match retry_in {
-            Some(r) => r,
-            None => {
-                let ms = gucs::backoff().delay_ms(attempt, rand::random::<f64>());
-                Interval::from_micros(ms.saturating_mul(1_000))
-            }
-        };
-        let args: [DatumWithOid; 3] = [id.into(), delay.into(), error.clone().into()];
-        let next = RETRY.run(client, &args, |t| t.first().get_one::<TimestampWithTimeZone>())?;
-        Ok(("retrying".to_owned(), Some(attempt), next))
-    })?;
+            let delay = match retry_in {
+                Some(r) => r,
+                None => {
+                    let ms = gucs::backoff().delay_ms(attempt, rand::random::<f64>());
+                    Interval::from_micros(ms.saturating_mul(1_000))
+                }
+            };
+            let args: [DatumWithOid; 3] = [id.into(), delay.into(), error.clone().into()];
+            let next = RETRY.run(client, &args, |t| {
+                t.first().get_one::<TimestampWithTimeZone>()
+            })?;
+            Ok(("retrying".to_owned(), Some(attempt), next))
+        },
+    )?;
     Ok(TableIterator::once(outcome))
 }

@@ -39,8 +39,13 @@ pub(crate) fn micros(i: &Interval) -> i128 {
 /// Called when a guarded statement matched fewer rows than ids: an id that
 /// was never issued is a caller mistake (an error); an issued one simply
 /// finished or changed hands (a stale lease, reported in the result).
-pub(crate) fn reject_unknown_ids(client: &mut SpiClient<'_>, ids: &[i64]) -> Result<(), OutboxError> {
-    let max_issued: i64 = MAX_ISSUED_ID.run(client, &[], |t| Ok(t.first().get_one::<i64>()?))?.unwrap_or(0);
+pub(crate) fn reject_unknown_ids(
+    client: &mut SpiClient<'_>,
+    ids: &[i64],
+) -> Result<(), OutboxError> {
+    let max_issued: i64 = MAX_ISSUED_ID
+        .run(client, &[], |t| t.first().get_one::<i64>())?
+        .unwrap_or(0);
     match ids.iter().find(|&&id| id <= 0 || id > max_issued) {
         Some(&id) => Err(OutboxError::UnknownMessage { id }),
         None => Ok(()),
@@ -50,5 +55,11 @@ pub(crate) fn reject_unknown_ids(client: &mut SpiClient<'_>, ids: &[i64]) -> Res
 /// Ids from a SQL array: NULL array or NULL element is an error.
 pub(crate) fn ids_from(ids: Option<pgrx::datum::Array<'_, i64>>) -> Result<Vec<i64>, OutboxError> {
     let ids = crate::error::required(ids, "ids")?;
-    ids.iter().map(|id| id.ok_or(OutboxError::Null { param: "ids element" })).collect()
+    ids.iter()
+        .map(|id| {
+            id.ok_or(OutboxError::Null {
+                param: "ids element",
+            })
+        })
+        .collect()
 }

@@ -42,7 +42,11 @@ fn guarded(
         }
         let (changed, first) = query.run(client, &args, |t| {
             let n = t.len();
-            let first = if n > 0 && extra.is_some() { t.first().get_one::<TimestampWithTimeZone>()? } else { None };
+            let first = if n > 0 && extra.is_some() {
+                t.first().get_one::<TimestampWithTimeZone>()?
+            } else {
+                None
+            };
             Ok((n, first))
         })?;
         if changed < wanted {

@@ -21,7 +21,9 @@ async fn bad_inputs_get_specific_errors_and_change_nothing() {
     let leased = claim(&c, "relay", 1).await.remove(0);
     let token = leased.token;
     let id = leased.id;
-    c.batch_execute("SET outbox.max_payload_bytes = '1kB'").await.unwrap();
+    c.batch_execute("SET outbox.max_payload_bytes = '1kB'")
+        .await
+        .unwrap();
     let long_topic = "t".repeat(250);
     let long_key = "k".repeat(1025);
     let long_owner = "o".repeat(201);
@@ -112,8 +114,18 @@ async fn bad_inputs_get_specific_errors_and_change_nothing() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
-    assert_eq!(snapshot(&c).await, before, "a rejected call changed the outbox");
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        snapshot(&c).await,
+        before,
+        "a rejected call changed the outbox"
+    );
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ async fn concurrent_claimers_get_disjoint_sets() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let payloads: Vec<serde_json::Value> = (0..600).map(|i| json!(i)).collect();
-    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads]).await.unwrap();
+    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads])
+        .await
+        .unwrap();
 
     let mut workers = Vec::new();
     for w in 0..4 {
@@ -38,7 +40,14 @@ async fn concurrent_claimers_get_disjoint_sets() {
         }
     }
     assert_eq!(total, 600);
-    assert_eq!(count(&c, "SELECT count(*) FROM outbox.messages WHERE lease_token IS NULL").await, 0);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM outbox.messages WHERE lease_token IS NULL"
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -46,7 +55,9 @@ async fn claim_never_exceeds_batch_size() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let payloads: Vec<serde_json::Value> = (0..100).map(|i| json!(i)).collect();
-    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads]).await.unwrap();
+    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads])
+        .await
+        .unwrap();
     let mut sizes = Vec::new();
     loop {
         let n = claim(&c, "relay", 7).await.len();
@@ -69,10 +80,16 @@ async fn claim_hands_out_oldest_first_with_one_token_per_call() {
         ids.push(enqueue(&c, "orders", json!(i)).await);
     }
     let batch = claim(&c, "relay", 3).await;
-    assert_eq!(batch.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..3].to_vec());
+    assert_eq!(
+        batch.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[..3].to_vec()
+    );
     assert!(batch.iter().all(|m| m.token == batch[0].token));
     let next = claim(&c, "relay", 3).await;
-    assert_eq!(next.iter().map(|m| m.id).collect::<Vec<_>>(), ids[3..].to_vec());
+    assert_eq!(
+        next.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[3..].to_vec()
+    );
     assert_ne!(next[0].token, batch[0].token);
 }
 
@@ -92,7 +109,10 @@ async fn leased_messages_are_not_claimed_again_until_the_lease_expires() {
     assert_eq!(second[0].attempt, 2, "a reclaim counts an attempt");
     assert_ne!(second[0].token, first[0].token);
     let owner: String = c
-        .query_one("SELECT lease_owner FROM outbox.messages WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT lease_owner FROM outbox.messages WHERE id = $1",
+            &[&id],
+        )
         .await
         .unwrap()
         .get(0);
@@ -104,7 +124,10 @@ async fn lease_expiring_on_the_last_attempt_dead_letters_the_message() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let id: i64 = c
-        .query_one("SELECT outbox.enqueue('orders', '1', max_attempts => 2)", &[])
+        .query_one(
+            "SELECT outbox.enqueue('orders', '1', max_attempts => 2)",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -114,7 +137,10 @@ async fn lease_expiring_on_the_last_attempt_dead_letters_the_message() {
     expire_leases(&c, &[id]).await;
     assert!(claim(&c, "relay", 1).await.is_empty());
     let row = c
-        .query_one("SELECT reason, attempts, last_error FROM outbox.dead_letters WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT reason, attempts, last_error FROM outbox.dead_letters WHERE id = $1",
+            &[&id],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "lease_expired");
@@ -128,7 +154,9 @@ async fn default_lease_comes_from_the_setting() {
     let db = TestDb::new().await;
     let c = db.client().await;
     enqueue(&c, "orders", json!(1)).await;
-    c.batch_execute("SET outbox.default_lease = '90s'").await.unwrap();
+    c.batch_execute("SET outbox.default_lease = '90s'")
+        .await
+        .unwrap();
     let secs: f64 = c
         .query_one(
             "SELECT extract(epoch FROM lease_expires_at - statement_timestamp())::float8 FROM outbox.claim('r')",

@@ -18,14 +18,20 @@ pub struct Claimed {
 }
 
 pub async fn enqueue(c: &Client, topic: &str, payload: Value) -> i64 {
-    c.query_one("SELECT outbox.enqueue($1, $2)", &[&topic, &payload]).await.unwrap().get(0)
-}
-
-pub async fn enqueue_keyed(c: &Client, topic: &str, key: &str, n: i64) -> i64 {
-    c.query_one("SELECT outbox.enqueue($1, $2, key => $3)", &[&topic, &json!({ "n": n }), &key])
+    c.query_one("SELECT outbox.enqueue($1, $2)", &[&topic, &payload])
         .await
         .unwrap()
         .get(0)
+}
+
+pub async fn enqueue_keyed(c: &Client, topic: &str, key: &str, n: i64) -> i64 {
+    c.query_one(
+        "SELECT outbox.enqueue($1, $2, key => $3)",
+        &[&topic, &json!({ "n": n }), &key],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 pub async fn try_claim(c: &Client, owner: &str, batch: i32) -> Result<Vec<Claimed>, Error> {
@@ -54,15 +60,21 @@ pub async fn claim(c: &Client, owner: &str, batch: i32) -> Vec<Claimed> {
 }
 
 pub async fn complete(c: &Client, m: &Claimed) -> bool {
-    c.query_one("SELECT outbox.complete($1, $2)", &[&m.id, &m.token]).await.unwrap().get(0)
+    c.query_one("SELECT outbox.complete($1, $2)", &[&m.id, &m.token])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// The `state` that `outbox.fail()` reports.
 pub async fn fail(c: &Client, m: &Claimed, error: &str) -> String {
-    c.query_one("SELECT state FROM outbox.fail($1, $2, $3)", &[&m.id, &m.token, &error])
-        .await
-        .unwrap()
-        .get(0)
+    c.query_one(
+        "SELECT state FROM outbox.fail($1, $2, $3)",
+        &[&m.id, &m.token, &error],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 pub async fn count(c: &Client, sql: &str) -> i64 {
@@ -92,7 +104,9 @@ pub async fn make_due(c: &Client) {
 
 /// The SQLSTATE of a failed call, for assertions.
 pub fn sqlstate(e: &Error) -> String {
-    e.as_db_error().map(|d| d.code().code().to_owned()).unwrap_or_else(|| format!("not a db error: {e}"))
+    e.as_db_error()
+        .map(|d| d.code().code().to_owned())
+        .unwrap_or_else(|| format!("not a db error: {e}"))
 }
 
 /// Everything in the outbox, for "nothing changed" assertions.

@@ -10,9 +10,12 @@ async fn kill(c: &outbox_tests::tokio_postgres::Client, topic: &str, n: i64) -> 
         enqueue(c, topic, json!(i)).await;
     }
     for m in claim(c, "relay", 100).await {
-        c.query_one("SELECT outbox.fail($1, $2, 'nope', permanent => true)", &[&m.id, &m.token])
-            .await
-            .unwrap();
+        c.query_one(
+            "SELECT outbox.fail($1, $2, 'nope', permanent => true)",
+            &[&m.id, &m.token],
+        )
+        .await
+        .unwrap();
         ids.push(m.id);
     }
     ids
@@ -27,12 +30,19 @@ async fn dead_letters_are_listed_with_their_error_attempts_and_time_of_death() {
         .query("SELECT id, last_error, attempts, reason, died_at IS NOT NULL FROM outbox.list_dead('orders')", &[])
         .await
         .unwrap();
-    assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(),
+        ids
+    );
     assert!(rows.iter().all(|r| r.get::<_, String>(1) == "nope"
         && r.get::<_, i32>(2) == 1
         && r.get::<_, String>(3) == "permanent"
         && r.get::<_, bool>(4)));
-    assert!(c.query("SELECT * FROM outbox.list_dead('other')", &[]).await.unwrap().is_empty());
+    assert!(c
+        .query("SELECT * FROM outbox.list_dead('other')", &[])
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -40,13 +50,27 @@ async fn requeued_dead_letters_are_delivered_again_with_the_same_id() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let ids = kill(&c, "orders", 3).await;
-    let n: i32 = c.query_one("SELECT outbox.requeue_dead($1)", &[&vec![ids[0]]]).await.unwrap().get(0);
+    let n: i32 = c
+        .query_one("SELECT outbox.requeue_dead($1)", &[&vec![ids[0]]])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
     let again = claim(&c, "relay", 10).await;
-    assert_eq!(again.iter().map(|m| (m.id, m.attempt)).collect::<Vec<_>>(), vec![(ids[0], 1)]);
-    let n: i32 = c.query_one("SELECT outbox.requeue_dead_topic('orders')", &[]).await.unwrap().get(0);
+    assert_eq!(
+        again.iter().map(|m| (m.id, m.attempt)).collect::<Vec<_>>(),
+        vec![(ids[0], 1)]
+    );
+    let n: i32 = c
+        .query_one("SELECT outbox.requeue_dead_topic('orders')", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
-    assert_eq!(count(&c, "SELECT count(*) FROM outbox.dead_letters").await, 0);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM outbox.dead_letters").await,
+        0
+    );
     // A new message still gets a fresh id above every requeued one.
     let fresh = enqueue(&c, "orders", json!("new")).await;
     assert!(fresh > ids[2]);
@@ -58,9 +82,15 @@ async fn unknown_dead_letter_ids_are_an_error_and_change_nothing() {
     let c = db.client().await;
     let ids = kill(&c, "orders", 1).await;
     let before = snapshot(&c).await;
-    let e = c.query_one("SELECT outbox.requeue_dead($1)", &[&vec![ids[0], 999_999]]).await.unwrap_err();
+    let e = c
+        .query_one("SELECT outbox.requeue_dead($1)", &[&vec![ids[0], 999_999]])
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "P0002");
-    let e = c.query_one("SELECT outbox.purge_dead($1)", &[&vec![ids[0], 999_999]]).await.unwrap_err();
+    let e = c
+        .query_one("SELECT outbox.purge_dead($1)", &[&vec![ids[0], 999_999]])
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "P0002");
     assert_eq!(snapshot(&c).await, before);
 }
@@ -71,13 +101,31 @@ async fn purge_dead_deletes_by_id_or_topic() {
     let c = db.client().await;
     let a = kill(&c, "alpha", 2).await;
     kill(&c, "beta", 2).await;
-    let n: i32 = c.query_one("SELECT outbox.purge_dead($1)", &[&vec![a[0]]]).await.unwrap().get(0);
+    let n: i32 = c
+        .query_one("SELECT outbox.purge_dead($1)", &[&vec![a[0]]])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
-    let n: i32 = c.query_one("SELECT outbox.purge_dead_topic('beta', older_than => '1 hour')", &[]).await.unwrap().get(0);
+    let n: i32 = c
+        .query_one(
+            "SELECT outbox.purge_dead_topic('beta', older_than => '1 hour')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "nothing has been dead for an hour");
-    let n: i32 = c.query_one("SELECT outbox.purge_dead_topic('beta')", &[]).await.unwrap().get(0);
+    let n: i32 = c
+        .query_one("SELECT outbox.purge_dead_topic('beta')", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
-    assert_eq!(count(&c, "SELECT count(*) FROM outbox.dead_letters").await, 1);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM outbox.dead_letters").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -90,7 +138,9 @@ async fn stats_counts_every_state_per_topic() {
     enqueue(&c, "orders", json!("ready")).await;
     enqueue_keyed(&c, "orders", "k", 1).await;
     enqueue_keyed(&c, "orders", "k", 2).await;
-    c.batch_execute("SELECT outbox.enqueue('orders', '1', deliver_at => now() + interval '1 day')").await.unwrap();
+    c.batch_execute("SELECT outbox.enqueue('orders', '1', deliver_at => now() + interval '1 day')")
+        .await
+        .unwrap();
     enqueue(&c, "payments", json!(1)).await;
     let rows = c
         .query(
@@ -101,7 +151,17 @@ async fn stats_counts_every_state_per_topic() {
         .unwrap();
     let got: Vec<(String, i64, i64, i64, i64, i64, bool)> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+            )
+        })
         .collect();
     assert_eq!(
         got,

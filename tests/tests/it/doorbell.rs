@@ -30,23 +30,34 @@ async fn listener(db: &TestDb) -> (Client, mpsc::UnboundedReceiver<Notification>
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await.unwrap();
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .unwrap();
     (client, rx)
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<Notification>) -> Notification {
-    timeout(MUST_ARRIVE, rx.recv()).await.expect("no notification arrived").expect("listener closed")
+    timeout(MUST_ARRIVE, rx.recv())
+        .await
+        .expect("no notification arrived")
+        .expect("listener closed")
 }
 
 async fn arm(c: &Client) -> bool {
-    c.query_one("SELECT outbox.doorbell_arm()", &[]).await.unwrap().get(0)
+    c.query_one("SELECT outbox.doorbell_arm()", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// Enqueue, then send a marker notification from the same session. Commit
 /// order is delivery order, so a doorbell ring would arrive before the marker.
 async fn enqueue_then_marker(c: &Client, marker: &str) {
     enqueue(c, "orders", json!(1)).await;
-    c.batch_execute(&format!("NOTIFY {CHANNEL}, '{marker}'")).await.unwrap();
+    c.batch_execute(&format!("NOTIFY {CHANNEL}, '{marker}'"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -54,7 +65,11 @@ async fn doorbell_rings_while_a_relay_sleeps() {
     let db = TestDb::new().await;
     let (relay, mut rx) = listener(&db).await;
     assert_eq!(
-        relay.query_one("SELECT outbox.doorbell_channel()", &[]).await.unwrap().get::<_, String>(0),
+        relay
+            .query_one("SELECT outbox.doorbell_channel()", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
         CHANNEL
     );
     assert!(arm(&relay).await);
@@ -72,13 +87,25 @@ async fn doorbell_is_silent_while_no_relay_sleeps() {
     let producer = db.client().await;
 
     enqueue_then_marker(&producer, "first").await;
-    assert_eq!(next(&mut rx).await.payload(), "first", "rang while nobody was armed");
+    assert_eq!(
+        next(&mut rx).await.payload(),
+        "first",
+        "rang while nobody was armed"
+    );
 
     assert!(arm(&relay).await);
-    let disarmed: bool = relay.query_one("SELECT outbox.doorbell_disarm()", &[]).await.unwrap().get(0);
+    let disarmed: bool = relay
+        .query_one("SELECT outbox.doorbell_disarm()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(disarmed);
     enqueue_then_marker(&producer, "second").await;
-    assert_eq!(next(&mut rx).await.payload(), "second", "rang after the relay disarmed");
+    assert_eq!(
+        next(&mut rx).await.payload(),
+        "second",
+        "rang after the relay disarmed"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +113,11 @@ async fn a_relay_going_to_sleep_misses_no_message() {
     let db = TestDb::new().await;
     let (relay, mut rx) = listener(&db).await;
     let relay = Arc::new(relay);
-    let relay_pid: i32 = relay.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let relay_pid: i32 = relay
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     let mut early = db.client().await;
     let late = db.client().await;
     let observer = db.client().await;
@@ -94,7 +125,11 @@ async fn a_relay_going_to_sleep_misses_no_message() {
     // A producer enqueued before the relay armed, and has not committed: the
     // trigger stayed silent (nobody was asleep).
     let tx = early.transaction().await.unwrap();
-    let early_id: i64 = tx.query_one("SELECT outbox.enqueue('orders', '\"early\"')", &[]).await.unwrap().get(0);
+    let early_id: i64 = tx
+        .query_one("SELECT outbox.enqueue('orders', '\"early\"')", &[])
+        .await
+        .unwrap()
+        .get(0);
 
     // The relay's claim found nothing; it arms. Arming waits for the silent
     // producer to finish.
@@ -105,7 +140,10 @@ async fn a_relay_going_to_sleep_misses_no_message() {
     });
     outbox_tests::wait_until(MUST_ARRIVE, || async {
         observer
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", &[&relay_pid])
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+                &[&relay_pid],
+            )
             .await
             .unwrap()
             .get::<_, i64>(0)
@@ -115,13 +153,23 @@ async fn a_relay_going_to_sleep_misses_no_message() {
 
     // A producer arriving while the relay is arming must ring.
     enqueue(&late, "orders", json!("late")).await;
-    assert!(!arming.is_finished(), "arm returned while a silent producer was still open");
+    assert!(
+        !arming.is_finished(),
+        "arm returned while a silent producer was still open"
+    );
     tx.commit().await.unwrap();
     assert!(arming.await.unwrap());
 
     // The re-check after arming sees the silent producer's message...
-    let found: Vec<i64> = claim(&relay, "relay", 10).await.iter().map(|m| m.id).collect();
-    assert!(found.contains(&early_id), "the re-check missed a committed message: {found:?}");
+    let found: Vec<i64> = claim(&relay, "relay", 10)
+        .await
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert!(
+        found.contains(&early_id),
+        "the re-check missed a committed message: {found:?}"
+    );
     assert_eq!(found.len(), 2);
     // ...and the late producer rang.
     assert_eq!(next(&mut rx).await.payload(), "");
@@ -136,7 +184,11 @@ async fn arming_is_idempotent_and_disarm_reports_whether_it_was_armed() {
     let disarm = "SELECT outbox.doorbell_disarm()";
     assert!(c.query_one(disarm, &[]).await.unwrap().get::<_, bool>(0));
     assert!(!c.query_one(disarm, &[]).await.unwrap().get::<_, bool>(0));
-    let held = count(&c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()").await;
+    let held = count(
+        &c,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+    )
+    .await;
     assert_eq!(held, 0, "a disarmed relay still holds the doorbell lock");
 }
 
@@ -146,8 +198,14 @@ async fn arming_gives_up_after_its_wait_while_a_producer_stays_open() {
     let relay = db.client().await;
     let mut producer = db.client().await;
     let tx = producer.transaction().await.unwrap();
-    tx.query_one("SELECT outbox.enqueue('orders', '1')", &[]).await.unwrap();
-    let armed: bool = relay.query_one("SELECT outbox.doorbell_arm('50 milliseconds')", &[]).await.unwrap().get(0);
+    tx.query_one("SELECT outbox.enqueue('orders', '1')", &[])
+        .await
+        .unwrap();
+    let armed: bool = relay
+        .query_one("SELECT outbox.doorbell_arm('50 milliseconds')", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(!armed, "armed although a silent producer was still open");
     tx.commit().await.unwrap();
     assert!(arm(&relay).await);

@@ -11,14 +11,22 @@ async fn rolled_back_enqueue_is_never_claimed() {
     let relay = db.client().await;
 
     let tx = producer.transaction().await.unwrap();
-    tx.query_one("SELECT outbox.enqueue('orders', '{\"phantom\": true}')", &[]).await.unwrap();
+    tx.query_one(
+        "SELECT outbox.enqueue('orders', '{\"phantom\": true}')",
+        &[],
+    )
+    .await
+    .unwrap();
     tx.rollback().await.unwrap();
     let kept = enqueue(&producer, "orders", json!({"phantom": false})).await;
 
     let claimed = claim(&relay, "relay", 100).await;
     assert_eq!(claimed.iter().map(|m| m.id).collect::<Vec<_>>(), vec![kept]);
     assert_eq!(claimed[0].payload, json!({"phantom": false}));
-    assert_eq!(count(&relay, "SELECT count(*) FROM outbox.messages").await, 1);
+    assert_eq!(
+        count(&relay, "SELECT count(*) FROM outbox.messages").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -28,8 +36,15 @@ async fn uncommitted_enqueue_is_invisible_until_commit() {
     let relay = db.client().await;
 
     let tx = producer.transaction().await.unwrap();
-    let id: i64 = tx.query_one("SELECT outbox.enqueue('orders', '1')", &[]).await.unwrap().get(0);
-    assert!(claim(&relay, "relay", 100).await.is_empty(), "an uncommitted message was claimed");
+    let id: i64 = tx
+        .query_one("SELECT outbox.enqueue('orders', '1')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        claim(&relay, "relay", 100).await.is_empty(),
+        "an uncommitted message was claimed"
+    );
     tx.commit().await.unwrap();
     let claimed = claim(&relay, "relay", 100).await;
     assert_eq!(claimed.len(), 1);
@@ -63,14 +78,22 @@ async fn enqueue_batch_returns_ids_in_input_order() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let payloads: Vec<serde_json::Value> = (0..50).map(|i| json!({ "i": i })).collect();
-    let keys: Vec<Option<String>> = (0..50).map(|i| (i % 2 == 0).then(|| format!("k{}", i % 5))).collect();
+    let keys: Vec<Option<String>> = (0..50)
+        .map(|i| (i % 2 == 0).then(|| format!("k{}", i % 5)))
+        .collect();
     let ids: Vec<i64> = c
-        .query_one("SELECT outbox.enqueue_batch('orders', $1, keys => $2)", &[&payloads, &keys])
+        .query_one(
+            "SELECT outbox.enqueue_batch('orders', $1, keys => $2)",
+            &[&payloads, &keys],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(ids.len(), 50);
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not ascending: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not ascending: {ids:?}"
+    );
     let stored = c
         .query("SELECT payload, key FROM outbox.messages ORDER BY id", &[])
         .await
@@ -91,7 +114,11 @@ async fn enqueue_batch_returns_ids_in_input_order() {
 async fn future_deliver_at_waits_until_due() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    c.batch_execute("SELECT outbox.enqueue('orders', '1', deliver_at => now() + interval '1 hour')").await.unwrap();
+    c.batch_execute(
+        "SELECT outbox.enqueue('orders', '1', deliver_at => now() + interval '1 hour')",
+    )
+    .await
+    .unwrap();
     let now_id = enqueue(&c, "orders", json!(2)).await;
     let first = claim(&c, "relay", 10).await;
     assert_eq!(first.iter().map(|m| m.id).collect::<Vec<_>>(), vec![now_id]);
@@ -108,21 +135,38 @@ async fn topic_filter_claims_only_named_topics() {
     let b = enqueue(&c, "beta", json!(2)).await;
     let g = enqueue(&c, "gamma", json!(3)).await;
     let rows = c
-        .query("SELECT id FROM outbox.claim('relay', 10, topics => ARRAY['alpha', 'gamma'])", &[])
+        .query(
+            "SELECT id FROM outbox.claim('relay', 10, topics => ARRAY['alpha', 'gamma'])",
+            &[],
+        )
         .await
         .unwrap();
     let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(ids, vec![a, g]);
-    assert_eq!(claim(&c, "relay", 10).await.iter().map(|m| m.id).collect::<Vec<_>>(), vec![b]);
+    assert_eq!(
+        claim(&c, "relay", 10)
+            .await
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>(),
+        vec![b]
+    );
 }
 
 #[tokio::test]
 async fn max_attempts_defaults_to_the_setting() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    c.batch_execute("SET outbox.max_attempts = 3; SELECT outbox.enqueue('orders', '1')").await.unwrap();
-    c.batch_execute("SELECT outbox.enqueue('orders', '2', max_attempts => 9)").await.unwrap();
-    let rows = c.query("SELECT max_attempts FROM outbox.messages ORDER BY id", &[]).await.unwrap();
+    c.batch_execute("SET outbox.max_attempts = 3; SELECT outbox.enqueue('orders', '1')")
+        .await
+        .unwrap();
+    c.batch_execute("SELECT outbox.enqueue('orders', '2', max_attempts => 9)")
+        .await
+        .unwrap();
+    let rows = c
+        .query("SELECT max_attempts FROM outbox.messages ORDER BY id", &[])
+        .await
+        .unwrap();
     let got: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(got, vec![3, 9]);
 }

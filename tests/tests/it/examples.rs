@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The ```sql blocks of a Markdown file, in order.
@@ -46,16 +49,29 @@ async fn readme_sql_examples_run_as_printed() {
     let db = TestDb::plain().await;
     let out = db.psql(&blocks.concat()).await;
     let stdout = assert_psql_ok(&out, "README SQL");
-    assert!(stdout.contains("retrying"), "the README's fail example did not retry:\n{stdout}");
+    assert!(
+        stdout.contains("retrying"),
+        "the README's fail example did not retry:\n{stdout}"
+    );
     let c = db.client().await;
-    let left: i64 = c.query_one("SELECT count(*) FROM outbox.messages", &[]).await.unwrap().get(0);
-    assert_eq!(left, 1, "order 42 completed, order 43 waiting for its retry");
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM outbox.messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        left, 1,
+        "order 42 completed, order 43 waiting for its retry"
+    );
 }
 
 #[tokio::test]
 async fn psql_examples_run() {
     let dir = repo_root().join("examples/psql");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(!files.is_empty());
     for file in files {
@@ -74,7 +90,11 @@ async fn python_example_enqueues_claims_and_completes() {
     let connstr = db.connstr();
     // Debian's python3-psycopg2 belongs to the system interpreter.
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("/usr/bin/python3").arg(script).arg(connstr).output().expect("run python3")
+        Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(connstr)
+            .output()
+            .expect("run python3")
     })
     .await
     .unwrap();
@@ -84,9 +104,23 @@ async fn python_example_enqueues_claims_and_completes() {
         "python example failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let published: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let orders: Vec<i64> = published.iter().map(|m| m["payload"]["order_id"].as_i64().unwrap()).collect();
-    assert_eq!(orders, vec![1, 2, 3], "the rolled-back order 666 must never be published");
-    let left: i64 = c.query_one("SELECT count(*) FROM outbox.messages", &[]).await.unwrap().get(0);
+    let published: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let orders: Vec<i64> = published
+        .iter()
+        .map(|m| m["payload"]["order_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        orders,
+        vec![1, 2, 3],
+        "the rolled-back order 666 must never be published"
+    );
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM outbox.messages", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(left, 0);
 }

@@ -6,7 +6,11 @@ use outbox_tests::TestDb;
 use serde_json::json;
 
 /// Seconds between now (the fail statement) and the next attempt.
-async fn fail_delay(c: &outbox_tests::tokio_postgres::Client, m: &Claimed, extra: &str) -> (String, Option<f64>) {
+async fn fail_delay(
+    c: &outbox_tests::tokio_postgres::Client,
+    m: &Claimed,
+    extra: &str,
+) -> (String, Option<f64>) {
     let sql = format!(
         "SELECT state, extract(epoch FROM next_attempt_at - statement_timestamp())::float8 \
          FROM outbox.fail($1, $2, 'boom'{extra})"
@@ -32,14 +36,20 @@ async fn backoff_doubles_up_to_the_cap_then_dead_letters() {
         let (state, delay) = fail_delay(&c, &m, "").await;
         assert_eq!(state, "retrying");
         delays.push(delay.unwrap());
-        assert!(claim(&c, "relay", 1).await.is_empty(), "claimed before the retry was due");
+        assert!(
+            claim(&c, "relay", 1).await.is_empty(),
+            "claimed before the retry was due"
+        );
         make_due(&c).await;
     }
     assert_eq!(delays, vec![1.0, 2.0, 4.0, 5.0]);
     let m = claim(&c, "relay", 1).await.remove(0);
     assert_eq!(fail_delay(&c, &m, "").await, ("dead".to_owned(), None));
     let row = c
-        .query_one("SELECT reason, attempts, last_error FROM outbox.dead_letters WHERE id = $1", &[&m.id])
+        .query_one(
+            "SELECT reason, attempts, last_error FROM outbox.dead_letters WHERE id = $1",
+            &[&m.id],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "max_attempts");
@@ -52,7 +62,9 @@ async fn backoff_doubles_up_to_the_cap_then_dead_letters() {
 async fn jitter_only_shortens_the_delay() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    c.batch_execute("SET outbox.retry_jitter = 0.5; SET outbox.retry_base = '10s'").await.unwrap();
+    c.batch_execute("SET outbox.retry_jitter = 0.5; SET outbox.retry_base = '10s'")
+        .await
+        .unwrap();
     for _ in 0..20 {
         enqueue(&c, "orders", json!(1)).await;
     }
@@ -83,7 +95,10 @@ async fn permanent_failure_dead_letters_at_once() {
     let (state, _) = fail_delay(&c, &m, ", permanent => true").await;
     assert_eq!(state, "dead");
     let row = c
-        .query_one("SELECT reason, attempts, payload FROM outbox.dead_letters WHERE id = $1", &[&m.id])
+        .query_one(
+            "SELECT reason, attempts, payload FROM outbox.dead_letters WHERE id = $1",
+            &[&m.id],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "permanent");
@@ -99,12 +114,28 @@ async fn stored_error_is_truncated_and_scrubbed_of_credentials() {
     enqueue(&c, "orders", json!(2)).await;
     let batch = claim(&c, "relay", 2).await;
     let secret = "connect to nats://app:hunter2@broker:4222 failed; password=swordfish";
-    c.query_one("SELECT outbox.fail($1, $2, $3)", &[&batch[0].id, &batch[0].token, &secret]).await.unwrap();
+    c.query_one(
+        "SELECT outbox.fail($1, $2, $3)",
+        &[&batch[0].id, &batch[0].token, &secret],
+    )
+    .await
+    .unwrap();
     let long = format!("{} {}", "x".repeat(5000), "token=abc");
-    c.query_one("SELECT outbox.fail($1, $2, $3)", &[&batch[1].id, &batch[1].token, &long]).await.unwrap();
-    let rows = c.query("SELECT last_error FROM outbox.messages ORDER BY id", &[]).await.unwrap();
+    c.query_one(
+        "SELECT outbox.fail($1, $2, $3)",
+        &[&batch[1].id, &batch[1].token, &long],
+    )
+    .await
+    .unwrap();
+    let rows = c
+        .query("SELECT last_error FROM outbox.messages ORDER BY id", &[])
+        .await
+        .unwrap();
     let first: String = rows[0].get(0);
-    assert_eq!(first, "connect to nats://app:***@broker:4222 failed; password=***");
+    assert_eq!(
+        first,
+        "connect to nats://app:***@broker:4222 failed; password=***"
+    );
     let second: String = rows[1].get(0);
     assert!(second.len() <= 2048, "{}", second.len());
     assert!(second.ends_with("[truncated]"));

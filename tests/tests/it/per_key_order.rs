@@ -7,6 +7,9 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// `(key, id)` in the order claim handed messages out.
+type HandOutLog = Vec<(Option<String>, i64)>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn per_key_order_holds_under_concurrent_claimers() {
     let db = TestDb::new().await;
@@ -25,7 +28,7 @@ async fn per_key_order_holds_under_concurrent_claimers() {
     // Each worker logs (key, id) right after claim returns and before it
     // completes; the next message of a key can only be claimed after that
     // completion commits, so the log is the true hand-out order per key.
-    let log: Arc<Mutex<Vec<(Option<String>, i64)>>> = Arc::default();
+    let log: Arc<Mutex<HandOutLog>> = Arc::default();
     let mut workers = Vec::new();
     for w in 0..4 {
         let client = db.client().await;
@@ -73,7 +76,10 @@ async fn per_key_order_holds_under_concurrent_claimers() {
             per_key.entry(key.clone()).or_default().push(*id);
         }
     }
-    assert_eq!(per_key, expected, "per-key hand-out order differs from enqueue order");
+    assert_eq!(
+        per_key, expected,
+        "per-key hand-out order differs from enqueue order"
+    );
     assert_eq!(log.len(), 8 * 25 + 25);
 }
 
@@ -85,10 +91,20 @@ async fn a_later_message_waits_while_the_head_of_its_key_is_leased() {
     let second = enqueue_keyed(&c, "orders", "order-1", 2).await;
     let other = enqueue_keyed(&c, "orders", "order-2", 1).await;
     let batch = claim(&c, "relay", 10).await;
-    assert_eq!(batch.iter().map(|m| m.id).collect::<Vec<_>>(), vec![first, other]);
+    assert_eq!(
+        batch.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![first, other]
+    );
     assert!(claim(&c, "relay", 10).await.is_empty());
     complete(&c, &batch[0]).await;
-    assert_eq!(claim(&c, "relay", 10).await.iter().map(|m| m.id).collect::<Vec<_>>(), vec![second]);
+    assert_eq!(
+        claim(&c, "relay", 10)
+            .await
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>(),
+        vec![second]
+    );
 }
 
 #[tokio::test]
@@ -102,9 +118,15 @@ async fn per_key_order_holds_across_a_retry() {
     assert_eq!(m.id, first);
     assert_eq!(fail(&c, &m, "broker down").await, "retrying");
     // The head is scheduled for later: its key is blocked, and visibly so.
-    assert!(claim(&c, "relay", 10).await.is_empty(), "a later message overtook a retrying one");
+    assert!(
+        claim(&c, "relay", 10).await.is_empty(),
+        "a later message overtook a retrying one"
+    );
     let blocked = c
-        .query_one("SELECT key, head_id, head_state, waiting FROM outbox.blocked_keys()", &[])
+        .query_one(
+            "SELECT key, head_id, head_state, waiting FROM outbox.blocked_keys()",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(blocked.get::<_, String>(0), "order-1");
@@ -114,7 +136,10 @@ async fn per_key_order_holds_across_a_retry() {
 
     make_due(&c).await;
     let retry = claim(&c, "relay", 10).await;
-    assert_eq!(retry.iter().map(|m| (m.id, m.attempt)).collect::<Vec<_>>(), vec![(first, 2)]);
+    assert_eq!(
+        retry.iter().map(|m| (m.id, m.attempt)).collect::<Vec<_>>(),
+        vec![(first, 2)]
+    );
     complete(&c, &retry[0]).await;
     assert_eq!(claim(&c, "relay", 10).await[0].id, second);
 }
@@ -127,8 +152,11 @@ async fn a_dead_head_unblocks_its_key() {
     let second = enqueue_keyed(&c, "orders", "order-1", 2).await;
     let m = claim(&c, "relay", 10).await.remove(0);
     assert_eq!(m.id, first);
-    c.query_one("SELECT outbox.fail($1, $2, 'bad payload', permanent => true)", &[&m.id, &m.token])
-        .await
-        .unwrap();
+    c.query_one(
+        "SELECT outbox.fail($1, $2, 'bad payload', permanent => true)",
+        &[&m.id, &m.token],
+    )
+    .await
+    .unwrap();
     assert_eq!(claim(&c, "relay", 10).await[0].id, second);
 }

@@ -45,7 +45,10 @@ async fn public_gets_no_privilege_on_any_outbox_object() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert!(unpinned.is_empty(), "functions without a pinned search_path: {unpinned:?}");
+    assert!(
+        unpinned.is_empty(),
+        "functions without a pinned search_path: {unpinned:?}"
+    );
 
     let nobody = db.create_role("nobody").await;
     let n = db.client_as(&nobody).await;
@@ -59,23 +62,48 @@ async fn a_producer_can_enqueue_but_not_read_claim_or_finish() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let producer = db.create_role("producer").await;
-    admin.execute("SELECT outbox.grant_producer($1::text::regrole)", &[&producer]).await.unwrap();
+    admin
+        .execute(
+            "SELECT outbox.grant_producer($1::text::regrole)",
+            &[&producer],
+        )
+        .await
+        .unwrap();
     let p = db.client_as(&producer).await;
 
-    let id: i64 = p.query_one("SELECT outbox.enqueue('orders', '{\"n\": 1}')", &[]).await.unwrap().get(0);
-    p.batch_execute("SELECT outbox.enqueue_batch('orders', ARRAY['2']::jsonb[])").await.unwrap();
+    let id: i64 = p
+        .query_one("SELECT outbox.enqueue('orders', '{\"n\": 1}')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    p.batch_execute("SELECT outbox.enqueue_batch('orders', ARRAY['2']::jsonb[])")
+        .await
+        .unwrap();
     // Inside the producer's own transaction, like an application would.
-    p.batch_execute("BEGIN; SELECT outbox.enqueue('orders', '3'); COMMIT;").await.unwrap();
+    p.batch_execute("BEGIN; SELECT outbox.enqueue('orders', '3'); COMMIT;")
+        .await
+        .unwrap();
 
     denied(&p, "SELECT * FROM outbox.messages").await;
-    denied(&p, "INSERT INTO outbox.messages (topic, payload, max_attempts) VALUES ('x', '1', 1)").await;
+    denied(
+        &p,
+        "INSERT INTO outbox.messages (topic, payload, max_attempts) VALUES ('x', '1', 1)",
+    )
+    .await;
     denied(&p, "DELETE FROM outbox.messages").await;
     denied(&p, "SELECT * FROM outbox.claim('sneaky')").await;
-    denied(&p, &format!("SELECT outbox.complete({id}, gen_random_uuid())")).await;
+    denied(
+        &p,
+        &format!("SELECT outbox.complete({id}, gen_random_uuid())"),
+    )
+    .await;
     denied(&p, "SELECT * FROM outbox.stats()").await;
     denied(&p, "SELECT * FROM outbox.list_dead()").await;
     denied(&p, &format!("SELECT outbox.grant_relay('{producer}')")).await;
-    assert_eq!(count(&admin, "SELECT count(*) FROM outbox.messages").await, 3);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM outbox.messages").await,
+        3
+    );
 }
 
 #[tokio::test]
@@ -83,7 +111,10 @@ async fn a_relay_can_relay_but_not_enqueue_or_read_the_tables() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let relay = db.create_role("relay").await;
-    admin.execute("SELECT outbox.grant_relay($1::text::regrole)", &[&relay]).await.unwrap();
+    admin
+        .execute("SELECT outbox.grant_relay($1::text::regrole)", &[&relay])
+        .await
+        .unwrap();
     enqueue(&admin, "orders", json!(1)).await;
     enqueue(&admin, "orders", json!(2)).await;
     enqueue(&admin, "orders", json!(3)).await;
@@ -94,13 +125,27 @@ async fn a_relay_can_relay_but_not_enqueue_or_read_the_tables() {
     assert_eq!(batch.len(), 4);
     assert!(complete(&r, &batch[0]).await);
     assert_eq!(fail(&r, &batch[1], "nope").await, "retrying");
-    let released: bool = r.query_one("SELECT outbox.release($1, $2)", &[&batch[2].id, &batch[2].token]).await.unwrap().get(0);
-    assert!(released);
-    r.query_one("SELECT outbox.extend($1, $2)", &[&batch[3].id, &batch[3].token]).await.unwrap();
-    r.query("SELECT * FROM outbox.stats()", &[]).await.unwrap();
-    r.batch_execute("LISTEN outbox_doorbell; SELECT outbox.doorbell_arm(); SELECT outbox.doorbell_disarm();")
+    let released: bool = r
+        .query_one(
+            "SELECT outbox.release($1, $2)",
+            &[&batch[2].id, &batch[2].token],
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .get(0);
+    assert!(released);
+    r.query_one(
+        "SELECT outbox.extend($1, $2)",
+        &[&batch[3].id, &batch[3].token],
+    )
+    .await
+    .unwrap();
+    r.query("SELECT * FROM outbox.stats()", &[]).await.unwrap();
+    r.batch_execute(
+        "LISTEN outbox_doorbell; SELECT outbox.doorbell_arm(); SELECT outbox.doorbell_disarm();",
+    )
+    .await
+    .unwrap();
 
     denied(&r, "SELECT outbox.enqueue('orders', '1')").await;
     denied(&r, "SELECT * FROM outbox.messages").await;
@@ -113,16 +158,26 @@ async fn an_admin_can_look_and_revoke_all_takes_everything_back() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let ops = db.create_role("ops").await;
-    admin.execute("SELECT outbox.grant_admin($1::text::regrole)", &[&ops]).await.unwrap();
+    admin
+        .execute("SELECT outbox.grant_admin($1::text::regrole)", &[&ops])
+        .await
+        .unwrap();
     let o = db.client_as(&ops).await;
     enqueue(&o, "orders", json!(1)).await;
     assert_eq!(count(&o, "SELECT count(*) FROM outbox.messages").await, 1);
-    o.query("SELECT * FROM outbox.list_dead()", &[]).await.unwrap();
-    o.query("SELECT * FROM outbox.blocked_keys()", &[]).await.unwrap();
+    o.query("SELECT * FROM outbox.list_dead()", &[])
+        .await
+        .unwrap();
+    o.query("SELECT * FROM outbox.blocked_keys()", &[])
+        .await
+        .unwrap();
     denied(&o, "DELETE FROM outbox.messages").await;
     drop(o);
 
-    admin.execute("SELECT outbox.revoke_all($1::text::regrole)", &[&ops]).await.unwrap();
+    admin
+        .execute("SELECT outbox.revoke_all($1::text::regrole)", &[&ops])
+        .await
+        .unwrap();
     let o = db.client_as(&ops).await;
     denied(&o, "SELECT outbox.enqueue('orders', '1')").await;
     denied(&o, "SELECT count(*) FROM outbox.messages").await;
@@ -133,7 +188,10 @@ async fn objects_planted_on_the_search_path_change_nothing() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let relay = db.create_role("relay").await;
-    admin.execute("SELECT outbox.grant_relay($1::text::regrole)", &[&relay]).await.unwrap();
+    admin
+        .execute("SELECT outbox.grant_relay($1::text::regrole)", &[&relay])
+        .await
+        .unwrap();
     // A hostile schema that shadows what the outbox's SQL uses: a constant
     // "random" token, a frozen clock, and equality operators that always
     // match (which would let any token finish any message).
@@ -155,7 +213,9 @@ async fn objects_planted_on_the_search_path_change_nothing() {
     let first = enqueue(&admin, "orders", json!(1)).await;
     enqueue(&admin, "orders", json!(2)).await;
     let r = db.client_as(&relay).await;
-    r.batch_execute("SET search_path = evil, pg_catalog").await.unwrap();
+    r.batch_execute("SET search_path = evil, pg_catalog")
+        .await
+        .unwrap();
 
     let a = claim(&r, "relay", 1).await.remove(0);
     let b = claim(&r, "relay", 1).await.remove(0);
@@ -170,11 +230,17 @@ async fn objects_planted_on_the_search_path_change_nothing() {
         .get(0);
     assert!(!forged, "a forged token completed a message");
     let lease_ok: bool = admin
-        .query_one("SELECT lease_expires_at < 'infinity' FROM outbox.messages WHERE id = $1", &[&a.id])
+        .query_one(
+            "SELECT lease_expires_at < 'infinity' FROM outbox.messages WHERE id = $1",
+            &[&a.id],
+        )
         .await
         .unwrap()
         .get(0);
     assert!(lease_ok);
     assert!(complete(&r, &a).await);
-    assert_eq!(count(&admin, "SELECT count(*) FROM outbox.messages").await, 1);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM outbox.messages").await,
+        1
+    );
 }

@@ -17,18 +17,36 @@ async fn stale_token_cannot_complete_fail_release_or_extend() {
     let before = snapshot(&c).await;
 
     assert!(!complete(&c, &stale).await);
-    let n: i32 = c.query_one("SELECT outbox.complete_batch(ARRAY[$1::bigint], $2)", &[&id, &stale.token]).await.unwrap().get(0);
+    let n: i32 = c
+        .query_one(
+            "SELECT outbox.complete_batch(ARRAY[$1::bigint], $2)",
+            &[&id, &stale.token],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0);
     assert_eq!(fail(&c, &stale, "late failure").await, "stale");
-    let released: bool = c.query_one("SELECT outbox.release($1, $2)", &[&id, &stale.token]).await.unwrap().get(0);
+    let released: bool = c
+        .query_one("SELECT outbox.release($1, $2)", &[&id, &stale.token])
+        .await
+        .unwrap()
+        .get(0);
     assert!(!released);
     let extended: Option<chrono::DateTime<chrono::Utc>> = c
-        .query_one("SELECT outbox.extend($1, $2, '1 minute')", &[&id, &stale.token])
+        .query_one(
+            "SELECT outbox.extend($1, $2, '1 minute')",
+            &[&id, &stale.token],
+        )
         .await
         .unwrap()
         .get(0);
     assert!(extended.is_none());
-    assert_eq!(snapshot(&c).await, before, "a stale token changed the outbox");
+    assert_eq!(
+        snapshot(&c).await,
+        before,
+        "a stale token changed the outbox"
+    );
 
     assert!(complete(&c, &fresh).await);
     assert_eq!(count(&c, "SELECT count(*) FROM outbox.messages").await, 0);
@@ -58,7 +76,14 @@ async fn batch_complete_counts_what_the_token_still_held() {
     let other = claim(&c, "relay-b", 1).await.remove(0);
     assert_eq!(other.id, ids[0]);
 
-    let n: i32 = c.query_one("SELECT outbox.complete_batch($1, $2)", &[&ids, &batch[0].token]).await.unwrap().get(0);
+    let n: i32 = c
+        .query_one(
+            "SELECT outbox.complete_batch($1, $2)",
+            &[&ids, &batch[0].token],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 3);
     let left: Vec<i64> = c
         .query("SELECT id FROM outbox.messages", &[])
@@ -78,10 +103,20 @@ async fn release_returns_messages_without_spending_an_attempt() {
     enqueue(&c, "orders", json!(2)).await;
     let batch = claim(&c, "relay", 2).await;
     let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
-    let n: i32 = c.query_one("SELECT outbox.release_batch($1, $2)", &[&ids, &batch[0].token]).await.unwrap().get(0);
+    let n: i32 = c
+        .query_one(
+            "SELECT outbox.release_batch($1, $2)",
+            &[&ids, &batch[0].token],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
     let again = claim(&c, "relay", 2).await;
-    assert_eq!(again.iter().map(|m| m.attempt).collect::<Vec<_>>(), vec![1, 1]);
+    assert_eq!(
+        again.iter().map(|m| m.attempt).collect::<Vec<_>>(),
+        vec![1, 1]
+    );
 }
 
 #[tokio::test]
@@ -93,14 +128,20 @@ async fn extend_keeps_a_message_from_being_reclaimed() {
     expire_leases(&c, &[id]).await;
     // Nobody reclaimed yet: the holder may still extend.
     let until: Option<chrono::DateTime<chrono::Utc>> = c
-        .query_one("SELECT outbox.extend($1, $2, '10 minutes')", &[&id, &m.token])
+        .query_one(
+            "SELECT outbox.extend($1, $2, '10 minutes')",
+            &[&id, &m.token],
+        )
         .await
         .unwrap()
         .get(0);
     assert!(until.unwrap() > chrono::Utc::now() + chrono::Duration::minutes(9));
     assert!(claim(&c, "relay-b", 1).await.is_empty());
     let n: i32 = c
-        .query_one("SELECT outbox.extend_batch(ARRAY[$1::bigint], $2, '1 minute')", &[&id, &m.token])
+        .query_one(
+            "SELECT outbox.extend_batch(ARRAY[$1::bigint], $2, '1 minute')",
+            &[&id, &m.token],
+        )
         .await
         .unwrap()
         .get(0);
