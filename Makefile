@@ -6,7 +6,7 @@ SHELL := /bin/bash
 TEST_ARGS ?=
 export TEST_ARGS
 
-.PHONY: help setup test demo bench fmt
+.PHONY: help setup test doorbell-tax fmt
 
 help:
 	@echo "Targets:"
@@ -14,8 +14,8 @@ help:
 	@echo "  setup  install system packages, cargo-pgrx, pgrx init (idempotent)"
 	@echo "  test   setup, then fmt check, clippy, pgrx tests, install, cargo test"
 	@echo "         (extra cargo test args: TEST_ARGS='...')"
-	@echo "  demo   setup, then run scripts/demo.sh"
-	@echo "  bench  setup, then run scripts/bench.sh"
+	@echo "  doorbell-tax  measure what the doorbell trigger costs producers"
+	@echo "                (needs the extension installed: run make test first)"
 	@echo "  fmt    cargo fmt --all"
 
 setup:
@@ -24,11 +24,8 @@ setup:
 test: setup
 	bash scripts/test.sh
 
-demo: setup
-	bash scripts/demo.sh
-
-bench: setup
-	bash scripts/bench.sh
+doorbell-tax:
+	bash scripts/doorbell-tax.sh
 
 fmt:
 	cargo fmt --all

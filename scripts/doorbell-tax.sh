@@ -69,9 +69,14 @@ setup_mode() {
 
 teardown_mode() {
     if [[ -n "${sleeper:-}" ]]; then
-        kill "$sleeper" 2>/dev/null || true
+        # Killing psql does not end its backend (it is inside pg_sleep and
+        # would keep the doorbell armed): terminate the backend itself.
+        "${psql[@]}" -d bench -Atc "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'" >/dev/null
         wait "$sleeper" 2>/dev/null || true
         sleeper=
+        until [[ $("${psql[@]}" -d bench -Atc "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0 ]]; do
+            sleep 0.1
+        done
     fi
 }
 

@@ -15,6 +15,9 @@
 --   its relay still runs out of attempts. A candidate whose lease expired on
 --   its last attempt goes to outbox.dead_letters instead of being leased again.
 -- * One lease token per call: the whole batch is finished with one token.
+-- * The UPDATE and DELETE find their rows with `id = ANY (ARRAY(...))`, i.e.
+--   primary-key probes. Joining the CTE instead let the planner hash-join a
+--   sequential scan of the whole table: 51 ms per claim at a 20k backlog.
 -- * The function pins search_path to pg_catalog, pg_temp, so operators and
 --   functions here cannot be shadowed by objects in other schemas.
 WITH token AS MATERIALIZED (
@@ -36,8 +39,7 @@ candidates AS MATERIALIZED (
 ),
 dead AS (
     DELETE FROM outbox.messages AS m
-    USING candidates AS c
-    WHERE m.id = c.id AND c.exhausted
+    WHERE m.id = ANY (ARRAY(SELECT c.id FROM candidates AS c WHERE c.exhausted))
     RETURNING m.id, m.topic, m.key, m.payload, m.headers, m.created_at,
               m.attempt, m.max_attempts, m.last_error
 ),
@@ -56,8 +58,7 @@ claimed AS (
         lease_owner = $1::text,
         lease_token = (SELECT value FROM token),
         lease_expires_at = statement_timestamp() + $3::interval
-    FROM candidates AS c
-    WHERE m.id = c.id AND NOT c.exhausted
+    WHERE m.id = ANY (ARRAY(SELECT c.id FROM candidates AS c WHERE NOT c.exhausted))
     RETURNING m.id, m.topic, m.key, m.payload, m.headers, m.attempt,
               m.lease_token, m.lease_expires_at, m.created_at
 )

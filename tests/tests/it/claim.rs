@@ -167,3 +167,31 @@ async fn default_lease_comes_from_the_setting() {
         .get(0);
     assert!((secs - 90.0).abs() < 1.0, "{secs}");
 }
+
+#[tokio::test]
+async fn claim_finds_its_rows_by_index_not_by_scanning_the_table() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "SELECT outbox.enqueue_batch('orders', array_fill('{\"n\": 1}'::jsonb, ARRAY[5000]));
+         ANALYZE outbox.messages;
+         SET plan_cache_mode = force_generic_plan;",
+    )
+    .await
+    .unwrap();
+    // The statement claim() keeps prepared, planned the way a kept plan is.
+    let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql/queries/claim.sql")).unwrap();
+    c.batch_execute(&format!("PREPARE claim_plan(text, integer, interval, text[]) AS {sql}"))
+        .await
+        .unwrap();
+    let plan: Vec<String> = c
+        .query("EXPLAIN (COSTS OFF) EXECUTE claim_plan('relay', 100, '30 seconds', NULL)", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("messages_pkey"), "unexpected plan:\n{plan}");
+    assert!(!plan.contains("Seq Scan"), "claim scans the whole table:\n{plan}");
+}
