@@ -3,6 +3,21 @@
 -- reads them. All pin search_path and run as the extension owner, so callers
 -- need only EXECUTE (see outbox.grant_admin).
 
+-- max_rows for the listing functions: NULL means all rows.
+CREATE FUNCTION outbox._max_rows(max_rows integer) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF max_rows < 0 THEN
+        RAISE EXCEPTION 'max_rows is %, it must not be negative', max_rows
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass how many rows to list, or NULL for all of them.';
+    END IF;
+    RETURN max_rows;
+END;
+$$;
+
 CREATE FUNCTION outbox.stats()
 RETURNS TABLE (
     topic              text,
@@ -21,7 +36,9 @@ AS $$
                m.lease_expires_at > statement_timestamp() AS leased,
                m.deliver_at > statement_timestamp()
                    AND NOT coalesce(m.lease_expires_at > statement_timestamp(), false) AS scheduled,
-               m.deliver_at,
+               -- Ready since it was due, but never before it was enqueued
+               -- (a deliver_at in the past does not count as lag).
+               greatest(m.deliver_at, m.created_at) AS ready_since,
                m.key IS NOT NULL AND EXISTS (
                    SELECT 1 FROM outbox.messages AS o WHERE o.key = m.key AND o.id < m.id
                ) AS behind_older
@@ -33,7 +50,7 @@ AS $$
                count(*) FILTER (WHERE l.leased IS NOT TRUE AND NOT l.scheduled AND l.behind_older) AS blocked,
                count(*) FILTER (WHERE l.scheduled) AS scheduled,
                count(*) FILTER (WHERE l.leased) AS leased,
-               min(l.deliver_at) FILTER (WHERE l.leased IS NOT TRUE AND NOT l.scheduled) AS oldest_ready
+               min(l.ready_since) FILTER (WHERE l.leased IS NOT TRUE AND NOT l.scheduled) AS oldest_ready
         FROM live AS l
         GROUP BY l.topic
     ),
@@ -84,7 +101,7 @@ AS $$
     FROM keyed AS k
     JOIN outbox.messages AS h ON h.id = k.head_id
     ORDER BY k.waiting DESC, h.id
-    LIMIT greatest(max_rows, 0)
+    LIMIT outbox._max_rows(max_rows)
 $$;
 
 COMMENT ON FUNCTION outbox.blocked_keys(integer) IS
@@ -99,7 +116,7 @@ AS $$
     FROM outbox.dead_letters AS d
     WHERE list_dead.topic IS NULL OR d.topic = list_dead.topic
     ORDER BY d.id
-    LIMIT greatest(max_rows, 0)
+    LIMIT outbox._max_rows(max_rows)
 $$;
 
 COMMENT ON FUNCTION outbox.list_dead(text, integer) IS
@@ -163,13 +180,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT outbox.requeue_dead(coalesce(array_agg(d.id ORDER BY d.id), '{}'))
     FROM outbox.dead_letters AS d
-    WHERE d.topic = requeue_dead_topic.topic
+    WHERE requeue_dead_topic.topic IS NULL OR d.topic = requeue_dead_topic.topic
 $$;
 
 COMMENT ON FUNCTION outbox.requeue_dead(bigint[]) IS
     'Put dead letters back into the outbox (same id, attempts start over). Unknown ids are an error and change nothing.';
 COMMENT ON FUNCTION outbox.requeue_dead_topic(text) IS
-    'Put every dead letter of a topic back into the outbox. Returns how many.';
+    'Put every dead letter of a topic (NULL = every topic) back into the outbox. Returns how many.';
 
 CREATE FUNCTION outbox.purge_dead(ids bigint[]) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER

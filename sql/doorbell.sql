@@ -18,10 +18,20 @@
 --   LISTEN outbox_doorbell;              -- once per connection
 --   loop:
 --     claim until nothing is returned
---     SELECT outbox.doorbell_arm();      -- take K (waits for silent producers)
+--     SELECT outbox.doorbell_arm();      -- 'armed', 'covered' or 'busy'
+--       busy: go back to claiming (a producer is slow to commit)
 --     claim once more                    -- the re-check; if rows: disarm, go on
 --     wait for a notification or the poll interval
---     SELECT outbox.doorbell_disarm();   -- release K before working
+--     SELECT outbox.doorbell_disarm(wake_others => <not woken by a notification>);
+--
+-- Only one session can hold K. A second relay that arms while one is armed
+-- gets 'covered': the armed relay's K already guarantees that silent
+-- producers have finished and later ones ring, and NOTIFY reaches every
+-- listener. When the armed relay disarms without having been rung (poll
+-- timeout, shutdown) it rings once itself so a covered relay re-arms.
+--
+-- The doorbell rings on INSERT only. Retries and scheduled messages falling
+-- due, and leases expiring, are found by the relay's poll interval.
 --
 -- K = 122550254464888 (the bytes of 'outbox'); the notification carries no
 -- data (any role can LISTEN on any channel).
@@ -34,34 +44,57 @@ AS $$ SELECT 'outbox_doorbell'::text $$;
 COMMENT ON FUNCTION outbox.doorbell_channel() IS
     'The channel the doorbell trigger NOTIFYs while a relay sleeps: LISTEN on it.';
 
-CREATE FUNCTION outbox.doorbell_arm(wait interval DEFAULT '5 seconds') RETURNS boolean
-LANGUAGE plpgsql VOLATILE
+CREATE FUNCTION outbox._doorbell_holder() RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The backend that holds the doorbell (K) exclusively: an armed relay.
+    SELECT l.pid FROM pg_locks AS l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = (122550254464888 >> 32)::oid
+      AND l.objid = (122550254464888 & 4294967295)::oid
+      AND l.objsubid = 1
+    LIMIT 1
+$$;
+
+-- SECURITY DEFINER so relays need no access to the helper above; the
+-- advisory lock belongs to the session whoever the user is.
+CREATE FUNCTION outbox.doorbell_arm(wait interval DEFAULT '5 seconds') RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     k constant bigint := 122550254464888;
-    held boolean;
-    armed boolean;
+    holder integer;
     previous text;
+    armed boolean;
 BEGIN
-    IF wait IS NULL OR wait < interval '0' THEN
+    IF wait IS NULL THEN
+        RAISE EXCEPTION 'wait must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass how long to wait for producers that are committing, e.g. ''5 seconds''.';
+    END IF;
+    IF wait < interval '0' THEN
         RAISE EXCEPTION 'wait must be a non-negative interval'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass how long to wait for producers that are committing, e.g. ''5 seconds''.';
     END IF;
-    -- Arming twice would need two disarms; make a second arm a no-op.
-    SELECT EXISTS (
-        SELECT 1 FROM pg_locks
-        WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
-          AND mode = 'ExclusiveLock'
-          AND classid = (k >> 32)::oid AND objid = (k & 4294967295)::oid AND objsubid = 1
-    ) INTO held;
-    IF held THEN
-        RETURN true;
+    holder := outbox._doorbell_holder();
+    IF holder = pg_backend_pid() THEN
+        RETURN 'armed';                      -- arming twice is a no-op
     END IF;
-    -- Waiting here means a producer that stayed silent is still committing;
-    -- its commit makes its messages visible to the re-check that follows.
-    -- lock_timeout 0 would mean "wait forever", hence the 1 ms floor.
+    IF pg_try_advisory_lock(k) THEN
+        RETURN 'armed';
+    END IF;
+    IF holder IS NOT NULL THEN
+        -- Another relay is armed: every silent producer had finished before
+        -- it got K, and later producers ring for everyone listening.
+        RETURN 'covered';
+    END IF;
+    -- Producers that stayed silent are still committing; their commit makes
+    -- their messages visible to the re-check that follows. lock_timeout 0
+    -- would mean "wait forever", hence the 1 ms floor.
     previous := current_setting('lock_timeout');
     PERFORM set_config('lock_timeout',
         greatest((extract(epoch FROM wait) * 1000)::bigint, 1)::text || 'ms', true);
@@ -72,34 +105,44 @@ BEGIN
         armed := false;
     END;
     PERFORM set_config('lock_timeout', previous, true);
-    RETURN armed;
+    IF armed THEN
+        RETURN 'armed';
+    ELSIF outbox._doorbell_holder() IS NOT NULL THEN
+        RETURN 'covered';
+    END IF;
+    RETURN 'busy';
 END;
 $$;
 
 COMMENT ON FUNCTION outbox.doorbell_arm(interval) IS
-    'Announce that this session is about to sleep (LISTEN first, re-check after). Returns false if producers kept it waiting longer than wait: claim again and retry.';
+    'Announce that this session is about to sleep (LISTEN first, re-check after). armed: producers now ring. covered: another relay is armed and its rings reach you. busy: producers kept you waiting longer than wait; claim again and retry.';
 
-CREATE FUNCTION outbox.doorbell_disarm() RETURNS boolean
-LANGUAGE plpgsql VOLATILE
+CREATE FUNCTION outbox.doorbell_disarm(wake_others boolean DEFAULT true) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    k constant bigint := 122550254464888;
 BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM pg_locks
-        WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
-          AND mode = 'ExclusiveLock'
-          AND classid = (k >> 32)::oid AND objid = (k & 4294967295)::oid AND objsubid = 1
-    ) THEN
+    IF wake_others IS NULL THEN
+        RAISE EXCEPTION 'wake_others must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass false when a notification woke you (the others got it too), true otherwise.';
+    END IF;
+    IF outbox._doorbell_holder() IS DISTINCT FROM pg_backend_pid() THEN
         RETURN false;
     END IF;
-    RETURN pg_advisory_unlock(k);
+    PERFORM pg_advisory_unlock(122550254464888);
+    -- Relays that are 'covered' by us sleep on our rings; if we were not
+    -- woken by a ring ourselves (poll timeout, shutdown), wake them so one of
+    -- them arms in our place.
+    IF wake_others THEN
+        PERFORM pg_notify('outbox_doorbell', '');
+    END IF;
+    RETURN true;
 END;
 $$;
 
-COMMENT ON FUNCTION outbox.doorbell_disarm() IS
-    'End a sleep started with outbox.doorbell_arm(); producers go silent again. Returns false if this session was not armed.';
+COMMENT ON FUNCTION outbox.doorbell_disarm(boolean) IS
+    'End a sleep started with outbox.doorbell_arm(); producers go silent again. wake_others => true (default) rings once so covered relays re-arm. Returns false if this session was not armed.';
 
 -- The trigger function does no name lookups, but it is pinned like every
 -- other function so that nothing on a caller's search_path can matter.

@@ -5,7 +5,8 @@
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 /// Attempts before a message is dead-lettered. 20 attempts with the default
-/// backoff span about 3 hours: a broker outage of an afternoon loses nothing.
+/// backoff span about 2.5 hours (9,123 s without jitter): a broker outage of
+/// a couple of hours dead-letters nothing.
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(20);
 /// Delay after the first failure (ms); doubles per attempt.
 pub static RETRY_BASE_MS: GucSetting<i32> = GucSetting::<i32>::new(1_000);

@@ -269,6 +269,7 @@ pub fn topics<'a>(list: impl ExactSizeIterator<Item = Option<&'a str>>) -> Resul
             }
             Some(t) => topic(t).map_err(|e| Invalid {
                 param: "topics",
+                reason: format!("topics element {t:?}: {}", e.reason),
                 ..e
             })?,
         }

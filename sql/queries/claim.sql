@@ -1,5 +1,6 @@
 -- outbox.claim(): lease up to $2 ready messages to owner $1 for $3.
--- $1 owner text, $2 batch_size integer, $3 lease interval, $4 topics text[] (NULL = all)
+-- $1 owner text, $2 batch_size integer, $3 lease interval, $4 topics text[] (NULL = all),
+-- $5 lease_token uuid (one per claim() call)
 --
 -- Why this shape:
 -- * The candidates CTE is MATERIALIZED: `UPDATE ... WHERE id IN (SELECT ...
@@ -15,15 +16,16 @@
 --   its relay still runs out of attempts. A candidate whose lease expired on
 --   its last attempt goes to outbox.dead_letters instead of being leased again.
 -- * One lease token per call: the whole batch is finished with one token.
+--   Rust makes it and passes it in, because a call whose candidates were all
+--   buried runs this statement again (see api/claim.rs) with the same token.
+-- * Buried rows come back too (buried = true) so the caller can tell "nothing
+--   ready" from "only dead ones this time".
 -- * The UPDATE and DELETE find their rows with `id = ANY (ARRAY(...))`, i.e.
 --   primary-key probes. Joining the CTE instead let the planner hash-join a
 --   sequential scan of the whole table: 51 ms per claim at a 20k backlog.
 -- * The function pins search_path to pg_catalog, pg_temp, so operators and
 --   functions here cannot be shadowed by objects in other schemas.
-WITH token AS MATERIALIZED (
-    SELECT gen_random_uuid() AS value
-),
-candidates AS MATERIALIZED (
+WITH candidates AS MATERIALIZED (
     SELECT m.id, m.attempt >= m.max_attempts AS exhausted
     FROM outbox.messages AS m
     WHERE m.deliver_at <= statement_timestamp()
@@ -56,12 +58,15 @@ claimed AS (
     UPDATE outbox.messages AS m
     SET attempt = m.attempt + 1,
         lease_owner = $1::text,
-        lease_token = (SELECT value FROM token),
+        lease_token = $5::uuid,
         lease_expires_at = statement_timestamp() + $3::interval
     WHERE m.id = ANY (ARRAY(SELECT c.id FROM candidates AS c WHERE NOT c.exhausted))
     RETURNING m.id, m.topic, m.key, m.payload, m.headers, m.attempt,
               m.lease_token, m.lease_expires_at, m.created_at
 )
-SELECT id, topic, key, payload, headers, attempt, lease_token, lease_expires_at, created_at
+SELECT false AS buried, id, topic, key, payload, headers, attempt, lease_token, lease_expires_at, created_at
 FROM claimed
-ORDER BY id
+UNION ALL
+SELECT true, d.id, d.topic, d.key, d.payload, d.headers, d.attempt, NULL::uuid, NULL::timestamptz, d.created_at
+FROM dead AS d
+ORDER BY 2

@@ -1,7 +1,7 @@
 //! outbox.claim(): lease a batch of ready messages to one relay.
 //! The query and why it has its shape: sql/queries/claim.sql.
 
-use super::{micros, INT4, INTERVAL, TEXT, TEXT_ARRAY};
+use super::{micros, INT4, INTERVAL, TEXT, TEXT_ARRAY, UUID};
 use crate::error::{required, OutboxError};
 use crate::plans::Query;
 use crate::rawjsonb::RawJsonb;
@@ -13,8 +13,21 @@ use pgrx::Uuid;
 
 static CLAIM: Query = Query {
     sql: include_str!("../../../sql/queries/claim.sql"),
-    args: &[TEXT, INT4, INTERVAL, TEXT_ARRAY],
+    args: &[TEXT, INT4, INTERVAL, TEXT_ARRAY, UUID],
 };
+
+/// A call runs the statement again only while every candidate it found had
+/// run out of attempts (and was buried); each round buries at least one
+/// message, so this bounds the work of one call, not its correctness.
+const MAX_ROUNDS: usize = 100;
+
+/// A fresh random (version 4) UUID for a claim's lease token.
+fn new_token() -> Uuid {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Uuid::from_bytes(bytes)
+}
 
 /// The lease to use: the argument, or `outbox.default_lease`.
 pub(crate) fn resolve_lease(lease: Option<Interval>) -> Result<Interval, OutboxError> {
@@ -70,30 +83,47 @@ fn claim(
         validate::topics(t.iter().copied()).map_err(OutboxError::from)?;
     }
 
-    let args: [DatumWithOid; 4] = [owner.into(), batch_size.into(), lease.into(), topics.into()];
-    let rows = Spi::connect_mut(|client| {
-        CLAIM.run(client, &args, |table| {
-            let mut rows = Vec::with_capacity(table.len());
-            for row in table {
-                rows.push((
-                    row.get::<i64>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                    row.get::<String>(3)?,
-                    row.get::<RawJsonb>(4)?
-                        .expect("payload is NOT NULL")
-                        .outlive_spi(),
-                    row.get::<RawJsonb>(5)?.map(RawJsonb::outlive_spi),
-                    row.get::<i32>(6)?.unwrap_or_default(),
-                    row.get::<Uuid>(7)?.expect("lease_token is set by claim"),
-                    row.get::<TimestampWithTimeZone>(8)?
-                        .expect("lease_expires_at is set by claim"),
-                    row.get::<TimestampWithTimeZone>(9)?
-                        .expect("created_at is NOT NULL"),
-                ));
+    let token = new_token();
+    let mut rows = Vec::new();
+    Spi::connect_mut(|client| -> Result<(), OutboxError> {
+        for _ in 0..MAX_ROUNDS {
+            let args: [DatumWithOid; 5] = [
+                owner.into(),
+                batch_size.into(),
+                lease.into(),
+                topics.clone().into(),
+                token.into(),
+            ];
+            let buried = CLAIM.run(client, &args, |table| {
+                let mut buried = 0;
+                for row in table {
+                    if row.get::<bool>(1)?.unwrap_or(false) {
+                        buried += 1;
+                        continue;
+                    }
+                    rows.push((
+                        row.get::<i64>(2)?.unwrap_or_default(),
+                        row.get::<String>(3)?.unwrap_or_default(),
+                        row.get::<String>(4)?,
+                        row.get::<RawJsonb>(5)?
+                            .expect("payload is NOT NULL")
+                            .outlive_spi(),
+                        row.get::<RawJsonb>(6)?.map(RawJsonb::outlive_spi),
+                        row.get::<i32>(7)?.unwrap_or_default(),
+                        row.get::<Uuid>(8)?.expect("lease_token is set by claim"),
+                        row.get::<TimestampWithTimeZone>(9)?
+                            .expect("lease_expires_at is set by claim"),
+                        row.get::<TimestampWithTimeZone>(10)?
+                            .expect("created_at is NOT NULL"),
+                    ));
+                }
+                Ok(buried)
+            })?;
+            if buried == 0 || !rows.is_empty() {
+                break;
             }
-            Ok(rows)
-        })
-    })
-    .map_err(OutboxError::from)?;
+        }
+        Ok(())
+    })?;
     Ok(TableIterator::new(rows))
 }

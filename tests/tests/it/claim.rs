@@ -180,12 +180,21 @@ async fn claim_finds_its_rows_by_index_not_by_scanning_the_table() {
     .await
     .unwrap();
     // The statement claim() keeps prepared, planned the way a kept plan is.
-    let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql/queries/claim.sql")).unwrap();
-    c.batch_execute(&format!("PREPARE claim_plan(text, integer, interval, text[]) AS {sql}"))
-        .await
-        .unwrap();
+    let sql = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sql/queries/claim.sql"
+    ))
+    .unwrap();
+    c.batch_execute(&format!(
+        "PREPARE claim_plan(text, integer, interval, text[], uuid) AS {sql}"
+    ))
+    .await
+    .unwrap();
     let plan: Vec<String> = c
-        .query("EXPLAIN (COSTS OFF) EXECUTE claim_plan('relay', 100, '30 seconds', NULL)", &[])
+        .query(
+            "EXPLAIN (COSTS OFF) EXECUTE claim_plan('relay', 100, '30 seconds', NULL, gen_random_uuid())",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -193,5 +202,42 @@ async fn claim_finds_its_rows_by_index_not_by_scanning_the_table() {
         .collect();
     let plan = plan.join("\n");
     assert!(plan.contains("messages_pkey"), "unexpected plan:\n{plan}");
-    assert!(!plan.contains("Seq Scan"), "claim scans the whole table:\n{plan}");
+    assert!(
+        !plan.contains("Seq Scan"),
+        "claim scans the whole table:\n{plan}"
+    );
+}
+
+#[tokio::test]
+async fn messages_out_of_attempts_do_not_crowd_out_ready_ones() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    // Three messages whose relay died on their last attempt, then one ready.
+    let mut dying = Vec::new();
+    for i in 0..3 {
+        let id: i64 = c
+            .query_one(
+                "SELECT outbox.enqueue('orders', $1, max_attempts => 1)",
+                &[&json!(i)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        dying.push(id);
+    }
+    assert_eq!(claim(&c, "dead-relay", 3).await.len(), 3);
+    expire_leases(&c, &dying).await;
+    let ready = enqueue(&c, "orders", json!("ready")).await;
+
+    // A batch of 2 meets only buried messages at first; claim keeps going.
+    let batch = claim(&c, "relay", 2).await;
+    assert_eq!(batch.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ready]);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM outbox.dead_letters WHERE reason = 'lease_expired'"
+        )
+        .await,
+        3
+    );
 }

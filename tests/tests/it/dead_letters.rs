@@ -171,3 +171,38 @@ async fn stats_counts_every_state_per_topic() {
         ]
     );
 }
+
+#[tokio::test]
+async fn lag_counts_from_when_a_message_became_ready() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("SELECT outbox.enqueue('orders', '1', deliver_at => now() - interval '1 day')")
+        .await
+        .unwrap();
+    let lag: f64 = c
+        .query_one(
+            "SELECT extract(epoch FROM oldest_ready_age)::float8 FROM outbox.stats()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        lag < 60.0,
+        "a deliver_at in the past counted as {lag} s of lag"
+    );
+}
+
+#[tokio::test]
+async fn requeue_dead_topic_null_requeues_every_topic() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    kill(&c, "alpha", 1).await;
+    kill(&c, "beta", 1).await;
+    let n: i32 = c
+        .query_one("SELECT outbox.requeue_dead_topic(NULL)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}

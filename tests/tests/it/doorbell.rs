@@ -44,8 +44,16 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Notification>) -> Notification {
         .expect("listener closed")
 }
 
-async fn arm(c: &Client) -> bool {
+/// `armed`, `covered` or `busy`.
+async fn arm(c: &Client) -> String {
     c.query_one("SELECT outbox.doorbell_arm()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn disarm(c: &Client, wake_others: bool) -> bool {
+    c.query_one("SELECT outbox.doorbell_disarm($1)", &[&wake_others])
         .await
         .unwrap()
         .get(0)
@@ -72,7 +80,7 @@ async fn doorbell_rings_while_a_relay_sleeps() {
             .get::<_, String>(0),
         CHANNEL
     );
-    assert!(arm(&relay).await);
+    assert_eq!(arm(&relay).await, "armed");
     let producer = db.client().await;
     enqueue(&producer, "orders", json!(1)).await;
     let n = next(&mut rx).await;
@@ -93,13 +101,8 @@ async fn doorbell_is_silent_while_no_relay_sleeps() {
         "rang while nobody was armed"
     );
 
-    assert!(arm(&relay).await);
-    let disarmed: bool = relay
-        .query_one("SELECT outbox.doorbell_disarm()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(disarmed);
+    assert_eq!(arm(&relay).await, "armed");
+    assert!(disarm(&relay, false).await);
     enqueue_then_marker(&producer, "second").await;
     assert_eq!(
         next(&mut rx).await.payload(),
@@ -158,7 +161,7 @@ async fn a_relay_going_to_sleep_misses_no_message() {
         "arm returned while a silent producer was still open"
     );
     tx.commit().await.unwrap();
-    assert!(arming.await.unwrap());
+    assert_eq!(arming.await.unwrap(), "armed");
 
     // The re-check after arming sees the silent producer's message...
     let found: Vec<i64> = claim(&relay, "relay", 10)
@@ -179,11 +182,10 @@ async fn a_relay_going_to_sleep_misses_no_message() {
 async fn arming_is_idempotent_and_disarm_reports_whether_it_was_armed() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    assert!(arm(&c).await);
-    assert!(arm(&c).await);
-    let disarm = "SELECT outbox.doorbell_disarm()";
-    assert!(c.query_one(disarm, &[]).await.unwrap().get::<_, bool>(0));
-    assert!(!c.query_one(disarm, &[]).await.unwrap().get::<_, bool>(0));
+    assert_eq!(arm(&c).await, "armed");
+    assert_eq!(arm(&c).await, "armed");
+    assert!(disarm(&c, false).await);
+    assert!(!disarm(&c, false).await);
     let held = count(
         &c,
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
@@ -201,12 +203,57 @@ async fn arming_gives_up_after_its_wait_while_a_producer_stays_open() {
     tx.query_one("SELECT outbox.enqueue('orders', '1')", &[])
         .await
         .unwrap();
-    let armed: bool = relay
+    let armed: String = relay
         .query_one("SELECT outbox.doorbell_arm('50 milliseconds')", &[])
         .await
         .unwrap()
         .get(0);
-    assert!(!armed, "armed although a silent producer was still open");
+    assert_eq!(
+        armed, "busy",
+        "armed although a silent producer was still open"
+    );
     tx.commit().await.unwrap();
-    assert!(arm(&relay).await);
+    assert_eq!(arm(&relay).await, "armed");
+}
+
+#[tokio::test]
+async fn a_second_relay_is_covered_by_the_armed_one_and_woken_when_it_leaves() {
+    let db = TestDb::new().await;
+    let (first, mut first_rx) = listener(&db).await;
+    let (second, mut second_rx) = listener(&db).await;
+    let producer = db.client().await;
+    assert_eq!(arm(&first).await, "armed");
+    assert_eq!(arm(&second).await, "covered");
+
+    // A producer rings for both sleepers.
+    enqueue(&producer, "orders", json!(1)).await;
+    assert_eq!(next(&mut first_rx).await.payload(), "");
+    assert_eq!(next(&mut second_rx).await.payload(), "");
+
+    // The armed relay leaves without having been rung (say, its poll
+    // interval ran out): it wakes the covered one, which takes over.
+    assert!(disarm(&first, true).await);
+    next(&mut second_rx).await;
+    assert_eq!(arm(&second).await, "armed");
+    enqueue_then_marker(&producer, "after-handover").await;
+    assert_eq!(
+        next(&mut second_rx).await.payload(),
+        "",
+        "the new armed relay was not rung"
+    );
+}
+
+#[tokio::test]
+async fn disarm_by_default_wakes_the_other_listeners() {
+    let db = TestDb::new().await;
+    let (relay, _own) = listener(&db).await;
+    let (_other, mut other_rx) = listener(&db).await;
+    assert_eq!(arm(&relay).await, "armed");
+    let woke: bool = relay
+        .query_one("SELECT outbox.doorbell_disarm()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(woke);
+    assert_eq!(next(&mut other_rx).await.payload(), "");
 }

@@ -140,3 +140,31 @@ async fn stored_error_is_truncated_and_scrubbed_of_credentials() {
     assert!(second.len() <= 2048, "{}", second.len());
     assert!(second.ends_with("[truncated]"));
 }
+
+#[tokio::test]
+async fn failing_without_an_error_text_keeps_the_previous_one() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("SELECT outbox.enqueue('orders', '1', max_attempts => 2)")
+        .await
+        .unwrap();
+    let m = claim(&c, "relay", 1).await.remove(0);
+    assert_eq!(fail(&c, &m, "broker said 503").await, "retrying");
+    make_due(&c).await;
+    let m = claim(&c, "relay", 1).await.remove(0);
+    let state: String = c
+        .query_one("SELECT state FROM outbox.fail($1, $2)", &[&m.id, &m.token])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "dead");
+    let error: String = c
+        .query_one(
+            "SELECT last_error FROM outbox.dead_letters WHERE id = $1",
+            &[&m.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(error, "broker said 503");
+}
