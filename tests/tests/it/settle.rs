@@ -148,3 +148,97 @@ async fn extend_keeps_a_message_from_being_reclaimed() {
     assert_eq!(n, 1);
     assert!(complete(&c, &m).await);
 }
+
+/// Waits until backend `pid` is blocked on a lock.
+async fn until_waiting_on_a_lock(observer: &outbox_tests::tokio_postgres::Client, pid: i32) {
+    outbox_tests::wait_until(std::time::Duration::from_secs(20), || async {
+        observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_complete_racing_a_reclaim_is_fenced() {
+    let db = TestDb::new().await;
+    let observer = db.client().await;
+    let relay_a = std::sync::Arc::new(db.client().await);
+    let mut relay_b = db.client().await;
+    let id = enqueue(&observer, "orders", json!(1)).await;
+    let a = claim(&relay_a, "relay-a", 1).await.remove(0);
+    expire_leases(&observer, &[id]).await;
+
+    // B re-claims inside a transaction: the row is locked, not yet committed.
+    let tx = relay_b.transaction().await.unwrap();
+    let rows = tx
+        .query(
+            "SELECT id, lease_token FROM outbox.claim('relay-b', 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let b_token: uuid::Uuid = rows[0].get(1);
+
+    // A's late complete waits for B's row lock, then re-checks the token.
+    let a_pid: i32 = relay_a
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let late = tokio::spawn({
+        let relay_a = relay_a.clone();
+        async move { complete(&relay_a, &a).await }
+    });
+    until_waiting_on_a_lock(&observer, a_pid).await;
+    tx.commit().await.unwrap();
+    assert!(
+        !late.await.unwrap(),
+        "a stale token completed a re-claimed message"
+    );
+
+    let token: uuid::Uuid = observer
+        .query_one(
+            "SELECT lease_token FROM outbox.messages WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(token, b_token, "the message must still be B's");
+}
+
+#[tokio::test]
+async fn a_reclaim_racing_a_complete_takes_nothing() {
+    let db = TestDb::new().await;
+    let observer = db.client().await;
+    let mut relay_a = db.client().await;
+    let relay_b = db.client().await;
+    let id = enqueue(&observer, "orders", json!(1)).await;
+    let a = claim(&relay_a, "relay-a", 1).await.remove(0);
+    expire_leases(&observer, &[id]).await;
+
+    // A completes inside a transaction (row deleted, not yet committed)...
+    let tx = relay_a.transaction().await.unwrap();
+    let done: bool = tx
+        .query_one("SELECT outbox.complete($1, $2)", &[&a.id, &a.token])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(done);
+    // ...while B's claim skips the locked row instead of re-delivering it.
+    assert!(claim(&relay_b, "relay-b", 10).await.is_empty());
+    tx.commit().await.unwrap();
+    assert_eq!(
+        count(&observer, "SELECT count(*) FROM outbox.messages").await,
+        0
+    );
+    assert!(claim(&relay_b, "relay-b", 10).await.is_empty());
+}
