@@ -47,6 +47,9 @@ SQL
 echo "SELECT outbox.enqueue('bench', '{\"order_id\": 42, \"total\": \"99.50\"}');" > "$dir/enqueue.sql"
 chmod a+r "$dir/enqueue.sql"
 
+# Sessions holding the doorbell gate: armed relays.
+gate_holders="SELECT count(*) FROM pg_locks WHERE relation = 'outbox.doorbell_gate'::regclass AND mode = 'ShareLock' AND granted"
+
 setup_mode() {
     local mode=$1
     local doorbell=ENABLE row=DISABLE
@@ -61,7 +64,7 @@ setup_mode() {
         "${psql[@]}" -d bench -c "LISTEN outbox_doorbell" -c "SELECT outbox.doorbell_arm()" \
             -c "SELECT pg_sleep(100000)" >/dev/null 2>&1 &
         sleeper=$!
-        until [[ $("${psql[@]}" -d bench -Atc "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == 1 ]]; do
+        until [[ $("${psql[@]}" -d bench -Atc "$gate_holders") == 1 ]]; do
             sleep 0.1
         done
     fi
@@ -71,10 +74,10 @@ teardown_mode() {
     if [[ -n "${sleeper:-}" ]]; then
         # Killing psql does not end its backend (it is inside pg_sleep and
         # would keep the doorbell armed): terminate the backend itself.
-        "${psql[@]}" -d bench -Atc "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'" >/dev/null
+        "${psql[@]}" -d bench -Atc "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'outbox.doorbell_gate'::regclass" >/dev/null
         wait "$sleeper" 2>/dev/null || true
         sleeper=
-        until [[ $("${psql[@]}" -d bench -Atc "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0 ]]; do
+        until [[ $("${psql[@]}" -d bench -Atc "$gate_holders") == 0 ]]; do
             sleep 0.1
         done
     fi

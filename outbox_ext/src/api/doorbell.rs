@@ -1,32 +1,81 @@
-//! The doorbell trigger: NOTIFY only while a relay sleeps. The protocol, the
-//! measurement behind it and the lock key are in sql/doorbell.sql.
+//! The doorbell: NOTIFY only while a relay sleeps, and the functions a relay
+//! uses to go to sleep without missing a wake-up. The protocol is described
+//! in sql/doorbell.sql; this is the crate's second place with hand-written
+//! `unsafe` (lock manager calls), each with a SAFETY line.
 //!
-//! Written in Rust rather than PL/pgSQL: it runs after every INSERT statement
-//! on outbox.messages, and two direct function calls cost less than starting
-//! a PL/pgSQL function.
+//! The gate is the empty table outbox.doorbell_gate:
+//!
+//! * a producer's trigger takes a *conditional* ROW EXCLUSIVE lock on it,
+//!   held to the end of its transaction. While nobody sleeps that is a
+//!   PostgreSQL fast-path lock: a slot in the backend's own PGPROC, no shared
+//!   lock table, no contention between producers. Only when it cannot get
+//!   the lock does it NOTIFY;
+//! * a sleeping relay holds a *session-level* SHARE lock on it, which
+//!   conflicts with ROW EXCLUSIVE but not with other relays' SHARE locks, so
+//!   any number of relays can sleep at once. Getting SHARE proves that every
+//!   producer that stayed silent has ended (locks are released after commit
+//!   is visible), so the relay's re-check sees their messages.
+//!
+//! An advisory lock (the first design) did the same job but every producer
+//! went through one shared lock-table partition, and only one relay could
+//! hold it exclusively.
 
+use crate::error::{required, OutboxError, OutboxResult};
+use pgrx::datum::Interval;
+use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use pgrx::{direct_function_call, IntoDatum};
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
-/// The advisory lock a sleeping relay holds: the bytes of "outbox".
-pub const DOORBELL_LOCK_KEY: i64 = 0x6f75_7462_6f78;
 /// The channel relays LISTEN on.
 pub const DOORBELL_CHANNEL: &str = "outbox_doorbell";
+
+thread_local! {
+    /// Whether this backend registered `release_at_exit` yet.
+    static EXIT_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// outbox.doorbell_gate in the current database, if the extension exists.
+fn gate() -> Option<Oid> {
+    // SAFETY: two syscache lookups with valid NUL-terminated names;
+    // missing_ok = true, so a missing schema yields InvalidOid, not an ERROR.
+    let relid = unsafe {
+        let schema = pg_sys::get_namespace_oid(c"outbox".as_ptr(), true);
+        if schema == Oid::INVALID {
+            return None;
+        }
+        pg_sys::get_relname_relid(c"doorbell_gate".as_ptr(), schema)
+    };
+    (relid != Oid::INVALID).then_some(relid)
+}
+
+/// The lock tag of a relation in the current database (SET_LOCKTAG_RELATION).
+fn relation_tag(relid: Oid) -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
+        // SAFETY: MyDatabaseId is set once at backend start and only read here.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: relid.to_u32(),
+        locktag_field3: 0,
+        locktag_field4: 0,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_RELATION as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    }
+}
 
 /// AFTER INSERT ... FOR EACH STATEMENT on outbox.messages.
 #[pg_trigger]
 fn _doorbell<'a>(
     _trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
-    // SAFETY: pg_try_advisory_xact_lock_shared_int8 takes one int8 datum and
-    // returns a bool datum; the argument is a valid, non-NULL int8.
-    let nobody_sleeps = unsafe {
-        direct_function_call::<bool>(
-            pg_sys::pg_try_advisory_xact_lock_shared_int8,
-            &[DOORBELL_LOCK_KEY.into_datum()],
-        )
+    let Some(gate) = gate() else {
+        return Ok(None);
     };
-    if nobody_sleeps != Some(true) {
+    // SAFETY: gate is a relation OID of this database; a conditional lock
+    // never waits and is released by the transaction's resource owner.
+    let nobody_sleeps =
+        unsafe { pg_sys::ConditionalLockRelationOid(gate, pg_sys::RowExclusiveLock as i32) };
+    if !nobody_sleeps {
         // SAFETY: pg_notify takes (text channel, text payload), both non-NULL
         // text datums here, and returns void.
         unsafe {
@@ -37,4 +86,116 @@ fn _doorbell<'a>(
         }
     }
     Ok(None)
+}
+
+/// Announce that this session is about to sleep. Returns `armed` (producers
+/// now ring; LISTEN first, re-check after) or `busy` (producers that stayed
+/// silent were still open after `wait`: claim again, then retry).
+///
+/// ```sql
+/// LISTEN outbox_doorbell;
+/// SELECT outbox.doorbell_arm();
+/// ```
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn doorbell_arm(wait: default!(Option<Interval>, "'5 seconds'")) -> OutboxResult<&'static str> {
+    let wait = required(wait, "wait")?;
+    let wait_micros = super::micros(&wait);
+    if wait_micros < 0 {
+        return Err(OutboxError::Invalid(crate::validate::Invalid {
+            param: "wait",
+            reason: "wait must be a non-negative interval".into(),
+            hint: "Pass how long to wait for producers that are committing, e.g. '5 seconds'.",
+        })
+        .into());
+    }
+    let gate =
+        gate().ok_or_else(|| OutboxError::Internal("outbox.doorbell_gate is missing".into()))?;
+    let tag = relation_tag(gate);
+    if armed(&tag) {
+        return Ok("armed");
+    }
+    register_exit_hook();
+    ARMED_GATE.set(Some(gate));
+    let deadline =
+        Instant::now() + Duration::from_micros(u64::try_from(wait_micros).unwrap_or(u64::MAX));
+    loop {
+        // SAFETY: tag names a relation of this database; a session-level
+        // lock outlives transactions (not aborts) and is released by
+        // doorbell_disarm or release_at_exit; dontWait = true never sleeps.
+        let got = unsafe { pg_sys::LockAcquire(&tag, pg_sys::ShareLock as i32, true, true) };
+        if got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+            return Ok("armed");
+        }
+        if Instant::now() >= deadline {
+            return Ok("busy");
+        }
+        // Polling rather than queueing for the lock: a queued SHARE request
+        // would make every producer ring while we wait.
+        // SAFETY: WaitLatch on this backend's own latch with a 1 ms timeout,
+        // then reset it as the latch protocol requires.
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                1,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        pgrx::check_for_interrupts!();
+    }
+}
+
+/// End a sleep started with `doorbell_arm()`: producers go silent again.
+/// Returns false if this session was not armed.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn doorbell_disarm() -> bool {
+    gate().is_some_and(|gate| release(&relation_tag(gate)))
+}
+
+/// Whether this session holds the gate. The lock manager is the truth, not a
+/// flag of ours: PostgreSQL drops session-level locks when any transaction of
+/// the session aborts.
+fn armed(tag: &pg_sys::LOCKTAG) -> bool {
+    // SAFETY: reads this backend's local lock table for a valid tag.
+    unsafe { pg_sys::LockHeldByMe(tag, pg_sys::ShareLock as i32) }
+}
+
+fn release(tag: &pg_sys::LOCKTAG) -> bool {
+    // SAFETY: releases a session-level SHARE lock this backend holds (checked
+    // just before) on this very tag.
+    armed(tag) && unsafe { pg_sys::LockRelease(tag, pg_sys::ShareLock as i32, true) }
+}
+
+/// PostgreSQL releases session-level *advisory* locks when a backend exits,
+/// but not session-level relation locks (it only expects them inside VACUUM
+/// and the like, which end in a transaction). Without this, a relay that
+/// disconnects while armed would leave the gate locked for good.
+fn register_exit_hook() {
+    if EXIT_HOOK.replace(true) {
+        return;
+    }
+    // SAFETY: registers a plain function once per backend; it runs in the
+    // backend's own process before shared memory is detached.
+    unsafe { pg_sys::before_shmem_exit(Some(release_at_exit), pg_sys::Datum::from(0)) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn release_at_exit(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
+    if let Some(gate) = gate_at_exit() {
+        release(&relation_tag(gate));
+    }
+}
+
+/// The gate's OID without catalog access: at exit there may be no
+/// transaction to do lookups in, so remember the OID when arming instead.
+fn gate_at_exit() -> Option<Oid> {
+    ARMED_GATE.get()
+}
+
+thread_local! {
+    /// The gate OID of the last arm in this backend, for the exit hook.
+    static ARMED_GATE: Cell<Option<Oid>> = const { Cell::new(None) };
 }

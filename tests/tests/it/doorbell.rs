@@ -44,7 +44,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Notification>) -> Notification {
         .expect("listener closed")
 }
 
-/// `armed`, `covered` or `busy`.
+/// `armed` or `busy`.
 async fn arm(c: &Client) -> String {
     c.query_one("SELECT outbox.doorbell_arm()", &[])
         .await
@@ -52,8 +52,8 @@ async fn arm(c: &Client) -> String {
         .get(0)
 }
 
-async fn disarm(c: &Client, wake_others: bool) -> bool {
-    c.query_one("SELECT outbox.doorbell_disarm($1)", &[&wake_others])
+async fn disarm(c: &Client) -> bool {
+    c.query_one("SELECT outbox.doorbell_disarm()", &[])
         .await
         .unwrap()
         .get(0)
@@ -102,7 +102,7 @@ async fn doorbell_is_silent_while_no_relay_sleeps() {
     );
 
     assert_eq!(arm(&relay).await, "armed");
-    assert!(disarm(&relay, false).await);
+    assert!(disarm(&relay).await);
     enqueue_then_marker(&producer, "second").await;
     assert_eq!(
         next(&mut rx).await.payload(),
@@ -139,12 +139,18 @@ async fn a_relay_going_to_sleep_misses_no_message() {
     assert!(claim(&relay, "relay", 10).await.is_empty());
     let arming = tokio::spawn({
         let relay = relay.clone();
-        async move { arm(&relay).await }
+        async move {
+            relay
+                .query_one("SELECT outbox.doorbell_arm('60 seconds')", &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
     });
     outbox_tests::wait_until(MUST_ARRIVE, || async {
         observer
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%doorbell_arm%' AND state = 'active'",
                 &[&relay_pid],
             )
             .await
@@ -153,9 +159,8 @@ async fn a_relay_going_to_sleep_misses_no_message() {
             == 1
     })
     .await;
-
-    // A producer arriving while the relay is arming must ring.
-    enqueue(&late, "orders", json!("late")).await;
+    // Another producer commits while the relay is arming (it may ring or not).
+    let late_id = enqueue(&late, "orders", json!("late")).await;
     assert!(
         !arming.is_finished(),
         "arm returned while a silent producer was still open"
@@ -163,19 +168,26 @@ async fn a_relay_going_to_sleep_misses_no_message() {
     tx.commit().await.unwrap();
     assert_eq!(arming.await.unwrap(), "armed");
 
-    // The re-check after arming sees the silent producer's message...
-    let found: Vec<i64> = claim(&relay, "relay", 10)
+    // The re-check after arming sees everything committed before it...
+    let mut found: Vec<i64> = claim(&relay, "relay", 10)
         .await
         .iter()
         .map(|m| m.id)
         .collect();
-    assert!(
-        found.contains(&early_id),
-        "the re-check missed a committed message: {found:?}"
+    found.sort();
+    assert_eq!(
+        found,
+        vec![early_id, late_id],
+        "the re-check missed a committed message"
     );
-    assert_eq!(found.len(), 2);
-    // ...and the late producer rang.
-    assert_eq!(next(&mut rx).await.payload(), "");
+    // ...and from now on every producer rings.
+    while rx.try_recv().is_ok() {}
+    enqueue_then_marker(&late, "after-arming").await;
+    assert_eq!(
+        next(&mut rx).await.payload(),
+        "",
+        "an armed relay was not rung"
+    );
 }
 
 #[tokio::test]
@@ -184,11 +196,11 @@ async fn arming_is_idempotent_and_disarm_reports_whether_it_was_armed() {
     let c = db.client().await;
     assert_eq!(arm(&c).await, "armed");
     assert_eq!(arm(&c).await, "armed");
-    assert!(disarm(&c, false).await);
-    assert!(!disarm(&c, false).await);
+    assert!(disarm(&c).await);
+    assert!(!disarm(&c).await);
     let held = count(
         &c,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+        "SELECT count(*) FROM pg_locks WHERE relation = 'outbox.doorbell_gate'::regclass AND pid = pg_backend_pid()",
     )
     .await;
     assert_eq!(held, 0, "a disarmed relay still holds the doorbell lock");
@@ -217,43 +229,62 @@ async fn arming_gives_up_after_its_wait_while_a_producer_stays_open() {
 }
 
 #[tokio::test]
-async fn a_second_relay_is_covered_by_the_armed_one_and_woken_when_it_leaves() {
+async fn several_relays_sleep_at_once_and_each_is_rung() {
     let db = TestDb::new().await;
     let (first, mut first_rx) = listener(&db).await;
     let (second, mut second_rx) = listener(&db).await;
     let producer = db.client().await;
     assert_eq!(arm(&first).await, "armed");
-    assert_eq!(arm(&second).await, "covered");
+    assert_eq!(arm(&second).await, "armed");
 
-    // A producer rings for both sleepers.
     enqueue(&producer, "orders", json!(1)).await;
     assert_eq!(next(&mut first_rx).await.payload(), "");
     assert_eq!(next(&mut second_rx).await.payload(), "");
 
-    // The armed relay leaves without having been rung (say, its poll
-    // interval ran out): it wakes the covered one, which takes over.
-    assert!(disarm(&first, true).await);
-    next(&mut second_rx).await;
-    assert_eq!(arm(&second).await, "armed");
-    enqueue_then_marker(&producer, "after-handover").await;
-    assert_eq!(
-        next(&mut second_rx).await.payload(),
-        "",
-        "the new armed relay was not rung"
-    );
+    // One relay wakes and leaves; the other still sleeps and is still rung.
+    assert!(disarm(&first).await);
+    enqueue(&producer, "orders", json!(2)).await;
+    assert_eq!(next(&mut second_rx).await.payload(), "");
 }
 
 #[tokio::test]
-async fn disarm_by_default_wakes_the_other_listeners() {
+async fn a_relay_that_disconnects_while_armed_leaves_the_gate_open() {
     let db = TestDb::new().await;
-    let (relay, _own) = listener(&db).await;
-    let (_other, mut other_rx) = listener(&db).await;
-    assert_eq!(arm(&relay).await, "armed");
-    let woke: bool = relay
-        .query_one("SELECT outbox.doorbell_disarm()", &[])
+    let observer = db.client().await;
+    {
+        let relay = db.client().await;
+        assert_eq!(arm(&relay).await, "armed");
+    }
+    // Dropping the client ends the backend; its exit hook unlocks the gate,
+    // so producers go silent again instead of ringing for a dead relay.
+    outbox_tests::wait_until(MUST_ARRIVE, || async {
+        count(
+            &observer,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND relation = 'outbox.doorbell_gate'::regclass",
+        )
         .await
-        .unwrap()
-        .get(0);
-    assert!(woke);
-    assert_eq!(next(&mut other_rx).await.payload(), "");
+            == 0
+    })
+    .await;
+    let (_listener, mut rx) = listener(&db).await;
+    enqueue_then_marker(&observer, "silent").await;
+    assert_eq!(next(&mut rx).await.payload(), "silent");
+}
+
+#[tokio::test]
+async fn an_aborted_transaction_disarms_and_arm_says_so_again() {
+    let db = TestDb::new().await;
+    let relay = db.client().await;
+    assert_eq!(arm(&relay).await, "armed");
+    // PostgreSQL drops session-level locks when a transaction aborts.
+    relay.batch_execute("BEGIN; SELECT 1/0;").await.unwrap_err();
+    relay.batch_execute("ROLLBACK").await.unwrap();
+    assert!(
+        !disarm(&relay).await,
+        "disarm claimed a lock the abort had dropped"
+    );
+    assert_eq!(arm(&relay).await, "armed");
+    assert!(disarm(&relay).await);
 }
