@@ -59,6 +59,21 @@ pub async fn claim(c: &Client, owner: &str, batch: i32) -> Vec<Claimed> {
     try_claim(c, owner, batch).await.unwrap()
 }
 
+/// The ids `outbox.claim()` hands out, in order.
+pub async fn claim_ids(c: &Client, owner: &str, batch: i32) -> Vec<i64> {
+    claim(c, owner, batch).await.iter().map(|m| m.id).collect()
+}
+
+/// `SELECT outbox.<grant>(role)`: grant_producer, grant_relay, grant_admin, revoke_all.
+pub async fn grant(c: &Client, grant: &str, role: &str) {
+    c.execute(
+        &format!("SELECT outbox.{grant}($1::text::regrole)"),
+        &[&role],
+    )
+    .await
+    .unwrap();
+}
+
 pub async fn complete(c: &Client, m: &Claimed) -> bool {
     c.query_one("SELECT outbox.complete($1, $2)", &[&m.id, &m.token])
         .await

@@ -62,13 +62,7 @@ async fn a_producer_can_enqueue_but_not_read_claim_or_finish() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let producer = db.create_role("producer").await;
-    admin
-        .execute(
-            "SELECT outbox.grant_producer($1::text::regrole)",
-            &[&producer],
-        )
-        .await
-        .unwrap();
+    grant(&admin, "grant_producer", &producer).await;
     let p = db.client_as(&producer).await;
 
     let id: i64 = p
@@ -111,10 +105,7 @@ async fn a_relay_can_relay_but_not_enqueue_or_read_the_tables() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let relay = db.create_role("relay").await;
-    admin
-        .execute("SELECT outbox.grant_relay($1::text::regrole)", &[&relay])
-        .await
-        .unwrap();
+    grant(&admin, "grant_relay", &relay).await;
     enqueue(&admin, "orders", json!(1)).await;
     enqueue(&admin, "orders", json!(2)).await;
     enqueue(&admin, "orders", json!(3)).await;
@@ -158,10 +149,7 @@ async fn an_admin_can_look_and_revoke_all_takes_everything_back() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let ops = db.create_role("ops").await;
-    admin
-        .execute("SELECT outbox.grant_admin($1::text::regrole)", &[&ops])
-        .await
-        .unwrap();
+    grant(&admin, "grant_admin", &ops).await;
     let o = db.client_as(&ops).await;
     enqueue(&o, "orders", json!(1)).await;
     assert_eq!(count(&o, "SELECT count(*) FROM outbox.messages").await, 1);
@@ -174,10 +162,7 @@ async fn an_admin_can_look_and_revoke_all_takes_everything_back() {
     denied(&o, "DELETE FROM outbox.messages").await;
     drop(o);
 
-    admin
-        .execute("SELECT outbox.revoke_all($1::text::regrole)", &[&ops])
-        .await
-        .unwrap();
+    grant(&admin, "revoke_all", &ops).await;
     let o = db.client_as(&ops).await;
     denied(&o, "SELECT outbox.enqueue('orders', '1')").await;
     denied(&o, "SELECT count(*) FROM outbox.messages").await;
@@ -188,10 +173,7 @@ async fn objects_planted_on_the_search_path_change_nothing() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let relay = db.create_role("relay").await;
-    admin
-        .execute("SELECT outbox.grant_relay($1::text::regrole)", &[&relay])
-        .await
-        .unwrap();
+    grant(&admin, "grant_relay", &relay).await;
     // A hostile schema that shadows what the outbox's SQL uses: a constant
     // "random" token, a frozen clock, and equality operators that always
     // match (which would let any token finish any message).
