@@ -6,7 +6,7 @@ SHELL := /bin/bash
 TEST_ARGS ?=
 export TEST_ARGS
 
-.PHONY: help setup test doorbell-tax fmt
+.PHONY: help setup test demo doorbell-tax fmt
 
 help:
 	@echo "Targets:"
@@ -14,6 +14,7 @@ help:
 	@echo "  setup  install system packages, cargo-pgrx, pgrx init (idempotent)"
 	@echo "  test   setup, then fmt check, clippy, pgrx tests, install, cargo test"
 	@echo "         (extra cargo test args: TEST_ARGS='...')"
+	@echo "  demo   setup, then a throwaway PostgreSQL, a producer and outbox-relay end to end"
 	@echo "  doorbell-tax  measure what the doorbell trigger costs producers"
 	@echo "                (needs the extension installed: run make test first)"
 	@echo "  fmt    cargo fmt --all"
@@ -23,6 +24,9 @@ setup:
 
 test: setup
 	bash scripts/test.sh
+
+demo: setup
+	bash scripts/demo.sh
 
 doorbell-tax:
 	bash scripts/doorbell-tax.sh

@@ -49,6 +49,9 @@ step "cargo pgrx install (system PostgreSQL 15)"
 # the system directories; the integration tests load it from there.
 (cd outbox_ext && cargo pgrx install --pg-config "$PG_CONFIG")
 
+step "cargo build (outbox-relay, which the integration tests run)"
+cargo build -p outbox_client --bins
+
 step "cargo test (client, integration tests)"
 # Deliberate word splitting: TEST_ARGS is a command-line fragment.
 read -r -a extra_args <<<"${TEST_ARGS:-}"

@@ -1,2 +1,48 @@
+//! The outbox from Rust: enqueue inside your own transaction, and relay the
+//! messages to a broker.
+//!
+//! - [`Store`] mirrors the SQL API one to one and works on any
+//!   `tokio_postgres::GenericClient`, so `Store.enqueue(&tx, &msg)` joins the
+//!   caller's transaction.
+//! - [`Relay`] claims batches, hands them to a [`Publisher`], completes what
+//!   the broker acknowledged and fails the rest; several workers, woken by the
+//!   doorbell, reconnecting, with a two-phase graceful shutdown.
+//! - [`StdoutPublisher`] is the embedded default (one JSON line per message).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use outbox_client::{NewMessage, Relay, RelayConfig, StdoutPublisher, Store, Topic};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let config: tokio_postgres::Config = "host=/var/run/postgresql dbname=app".parse()?;
+//! let (mut client, conn) = config.connect(tokio_postgres::NoTls).await?;
+//! tokio::spawn(conn);
+//!
+//! // Produce: the event commits with the business row, or not at all.
+//! let tx = client.transaction().await?;
+//! tx.execute("INSERT INTO orders (id) VALUES (42)", &[]).await?;
+//! let msg = NewMessage::new(Topic::new("orders.created")?, &serde_json::json!({"id": 42}))?
+//!     .with_key("order-42");
+//! Store.enqueue(&tx, &msg).await?;
+//! tx.commit().await?;
+//!
+//! // Relay until Ctrl-C.
+//! let shutdown = CancellationToken::new();
+//! let relay = Relay::new(RelayConfig::new(config), StdoutPublisher)?;
+//! relay.run(shutdown).await?;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
-//! Placeholder: the relay issue fills this crate.
+
+mod error;
+pub mod publish;
+mod relay;
+mod sql;
+mod store;
+mod types;
+
+pub use error::Error;
+pub use publish::{Delivery, Publisher, StdoutPublisher};
+pub use relay::{Relay, RelayConfig, RelayStats};
+pub use store::Store;
+pub use types::{FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats};

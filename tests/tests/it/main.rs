@@ -13,4 +13,5 @@ mod examples;
 mod fail;
 mod per_key_order;
 mod privileges;
+mod relay;
 mod settle;

@@ -1,0 +1,149 @@
+//! `outbox-relay`: relay the outbox of one database to a broker.
+//!
+//! Logs go to stderr; with `--publisher stdout` the messages go to stdout,
+//! one JSON object per line.
+
+use clap::{Parser, ValueEnum};
+use outbox_client::{Error, Relay, RelayConfig, StdoutPublisher};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PublisherKind {
+    /// One JSON object per line on stdout (the embedded default).
+    Stdout,
+}
+
+/// Relay messages from a PostgreSQL outbox (CREATE EXTENSION outbox) to a broker.
+///
+/// Every flag can also be set through the environment variable shown.
+#[derive(Debug, Parser)]
+#[command(name = "outbox-relay", version, about, long_about = None)]
+struct Args {
+    /// PostgreSQL connection string: a URL (postgres://user@host:5432/db) or
+    /// key=value pairs (host=/var/run/postgresql dbname=app).
+    #[arg(long, env = "OUTBOX_DATABASE_URL")]
+    database_url: String,
+
+    /// Where messages go.
+    #[arg(long, env = "OUTBOX_PUBLISHER", value_enum, default_value = "stdout")]
+    publisher: PublisherKind,
+
+    /// Messages claimed per batch.
+    #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 100)]
+    batch_size: i32,
+
+    /// Workers, each with its own connection and one batch in flight.
+    #[arg(long, env = "OUTBOX_CONCURRENCY", default_value_t = 2)]
+    concurrency: usize,
+
+    /// Lease per claim (e.g. 30s, 2m); extended while a slow publish runs.
+    #[arg(long, env = "OUTBOX_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    lease: Duration,
+
+    /// Relay only this topic; repeat for several. Default: every topic.
+    #[arg(long = "topic", env = "OUTBOX_TOPICS", value_delimiter = ',')]
+    topics: Vec<String>,
+
+    /// Longest sleep while idle; also how soon retries falling due are seen.
+    #[arg(long, env = "OUTBOX_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+
+    /// Do not LISTEN for the doorbell, only poll (for connection poolers in
+    /// transaction mode, which cannot LISTEN).
+    #[arg(long, env = "OUTBOX_POLL_ONLY")]
+    poll_only: bool,
+
+    /// The name on this relay's leases. Default: <hostname>:<pid>:<random>.
+    #[arg(long, env = "OUTBOX_OWNER")]
+    owner: Option<String>,
+
+    /// How long in-flight batches may take to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "OUTBOX_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+
+    /// Log filter (tracing syntax, e.g. info, outbox_client=debug).
+    #[arg(long, env = "OUTBOX_LOG", default_value = "info")]
+    log: String,
+}
+
+fn config(args: &Args) -> Result<RelayConfig, String> {
+    let db: tokio_postgres::Config = args
+        .database_url
+        .parse()
+        .map_err(|e| format!("--database-url is not a valid connection string: {e}"))?;
+    let mut config = RelayConfig::new(db);
+    config.batch_size = args.batch_size;
+    config.concurrency = args.concurrency;
+    config.lease = args.lease;
+    config.topics = (!args.topics.is_empty()).then(|| args.topics.clone());
+    config.poll_interval = args.poll_interval;
+    config.listen = !args.poll_only;
+    config.shutdown_grace = args.shutdown_grace;
+    if let Some(owner) = &args.owner {
+        config.owner = owner.clone();
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// Cancel on SIGINT or SIGTERM.
+fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = match config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("outbox-relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    let relay = match args.publisher {
+        PublisherKind::Stdout => Relay::new(config, StdoutPublisher),
+    };
+    let result = match relay {
+        Ok(relay) => relay.run(shutdown).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let advice = match &e {
+                Error::Db(_) if e.is_transient() => {
+                    " (is PostgreSQL running and reachable at --database-url?)"
+                }
+                _ => "",
+            };
+            eprintln!("outbox-relay: {e}{advice}");
+            ExitCode::FAILURE
+        }
+    }
+}

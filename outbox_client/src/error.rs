@@ -1,0 +1,120 @@
+//! The client's one error type. SQLSTATEs from the extension are classified
+//! in one place ([`Error::from_db`]) into variants a caller can match on.
+
+use tokio_postgres::error::SqlState;
+
+/// Everything the client can fail with.
+///
+/// ```
+/// use outbox_client::Error;
+/// fn should_retry(e: &Error) -> bool {
+///     e.is_transient()
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument the extension rejected (SQLSTATE 22023, 22004, 2202E):
+    /// bad topic, key, headers, batch size, lease, ...
+    #[error("invalid input: {message}")]
+    InvalidInput {
+        /// The extension's message, e.g. `topic is empty`.
+        message: String,
+        /// What to do instead.
+        hint: Option<String>,
+    },
+    /// The payload is larger than `outbox.max_payload_bytes` (SQLSTATE 54000).
+    #[error("payload too large: {message}")]
+    PayloadTooLarge {
+        /// The extension's message, with the size and the limit.
+        message: String,
+    },
+    /// An id that was never a message (SQLSTATE P0002).
+    #[error("unknown message: {message}")]
+    UnknownMessage {
+        /// The extension's message.
+        message: String,
+    },
+    /// The `outbox` extension is not installed in this database.
+    #[error("the outbox extension is missing: run CREATE EXTENSION outbox (as a superuser) in this database")]
+    ExtensionMissing,
+    /// This role may not call the function (grant it with outbox.grant_producer / grant_relay).
+    #[error("permission denied: {message} (see outbox.grant_producer / outbox.grant_relay)")]
+    PermissionDenied {
+        /// PostgreSQL's message.
+        message: String,
+    },
+    /// A value could not be turned into JSON.
+    #[error("payload is not serializable as JSON: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// A configuration value is wrong.
+    #[error("invalid configuration: {field}: {reason}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other database error (connection lost, server shutting down, ...).
+    #[error("database error: {0}")]
+    Db(#[source] tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Error::from_db(e)
+    }
+}
+
+impl Error {
+    /// Classify a database error by its SQLSTATE.
+    pub fn from_db(e: tokio_postgres::Error) -> Self {
+        let Some(db) = e.as_db_error() else {
+            return Error::Db(e);
+        };
+        let message = db.message().to_owned();
+        let code = db.code();
+        if *code == SqlState::INVALID_PARAMETER_VALUE
+            || *code == SqlState::NULL_VALUE_NOT_ALLOWED
+            || *code == SqlState::ARRAY_ELEMENT_ERROR
+        {
+            Error::InvalidInput {
+                message,
+                hint: db.hint().map(str::to_owned),
+            }
+        } else if *code == SqlState::PROGRAM_LIMIT_EXCEEDED {
+            Error::PayloadTooLarge { message }
+        } else if *code == SqlState::NO_DATA_FOUND {
+            Error::UnknownMessage { message }
+        } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            Error::PermissionDenied { message }
+        } else if (*code == SqlState::UNDEFINED_FUNCTION
+            || *code == SqlState::INVALID_SCHEMA_NAME
+            || *code == SqlState::UNDEFINED_TABLE)
+            && message.contains("outbox")
+        {
+            Error::ExtensionMissing
+        } else {
+            Error::Db(e)
+        }
+    }
+
+    /// Whether trying again later may succeed: lost connections, a server
+    /// that is restarting, serialization failures. The relay reconnects on
+    /// these and stops on the rest.
+    pub fn is_transient(&self) -> bool {
+        let Error::Db(e) = self else {
+            return false;
+        };
+        match e.code() {
+            None => true, // I/O, closed connection, timeouts
+            Some(code) => {
+                let class = &code.code()[..2];
+                // 08: connection exception, 57: operator intervention (admin
+                // shutdown, crash shutdown, cannot connect now), 53:
+                // insufficient resources, 40: transaction rollback.
+                matches!(class, "08" | "57" | "53" | "40")
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The relay's side of the doorbell, following the protocol in
+//! sql/doorbell.sql: when every worker found nothing, arm, let the workers
+//! re-check, sleep until a ring, the poll interval, or a worker finding work,
+//! then disarm and wake everyone.
+
+use super::{connect, RelayStats, Shared};
+use crate::sql;
+use std::sync::Arc;
+
+/// How long arming may wait for producers that are committing.
+const ARM_WAIT: &str = "2 seconds";
+
+pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
+    let cfg = shared.config.clone();
+    let workers = cfg.concurrency;
+    let mut idle = shared.idle.subscribe();
+    let wake = || shared.wake.send_modify(|g| *g = g.wrapping_add(1));
+    loop {
+        let connected = connect::with_backoff(
+            "doorbell connection",
+            cfg.reconnect_max,
+            &shared.shutdown,
+            || connect::connect_listening(&cfg.db),
+        )
+        .await;
+        let (client, mut rings) = match connected {
+            Ok(Some(pair)) => pair,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "doorbell unavailable; relying on the poll interval");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                r = idle.wait_for(|n| *n == workers) => if r.is_err() { return },
+                () = shared.shutdown.cancelled() => return,
+            }
+            let state: String = match client.query_one(sql::ARM, &[&ARM_WAIT]).await {
+                Ok(row) => row.get(0),
+                Err(e) => {
+                    tracing::warn!(error = %e, "arming the doorbell failed; reconnecting");
+                    break;
+                }
+            };
+            // Re-check: anything committed before arming is claimable now.
+            wake();
+            if state != "armed" {
+                continue; // busy: a producer is slow to commit; go round again
+            }
+            let rung = tokio::select! {
+                ring = rings.recv() => ring.is_some(),
+                () = tokio::time::sleep(cfg.poll_interval) => false,
+                _ = idle.wait_for(|n| *n < workers) => false,
+                () = shared.shutdown.cancelled() => false,
+            };
+            if rung {
+                RelayStats::add(&shared.stats.wakeups, 1);
+            }
+            // Disarm before working: while armed, every producer commit rings.
+            let disarmed = client.query_one(sql::DISARM, &[]).await;
+            while rings.try_recv().is_ok() {}
+            wake();
+            if disarmed.is_err() || client.is_closed() {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The relay: claim → publish → complete, in several workers, woken by the
+//! doorbell, reconnecting when PostgreSQL goes away, and shutting down in
+//! two phases.
+//!
+//! # Shutdown
+//!
+//! When the [`CancellationToken`] passed to [`Relay::run`] is cancelled:
+//!
+//! 1. **Soft phase**: workers stop claiming. A batch whose publishing has not
+//!    started is released (no attempt spent); a batch being published is
+//!    finished: acknowledged messages are completed, the rest failed or
+//!    released. The doorbell is disarmed.
+//! 2. **Hard phase**: whatever is still running after
+//!    [`RelayConfig::shutdown_grace`] is dropped. Its leases expire and
+//!    another relay delivers those messages again (at least once).
+
+mod connect;
+mod doorbell;
+mod worker;
+
+use crate::publish::Publisher;
+use crate::Error;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How a relay runs. Each field's doc ends with its default.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Where the outbox lives. Default: none, required.
+    pub db: tokio_postgres::Config,
+    /// The name on this relay's leases, unique per process. Default:
+    /// `<hostname>:<pid>:<random>`.
+    pub owner: String,
+    /// Messages per claim. Default: 100.
+    pub batch_size: i32,
+    /// Workers, each with its own connection and a batch in flight.
+    /// Default: 2.
+    pub concurrency: usize,
+    /// Lease per claim; extended while a slow publish runs. Default: 30 s.
+    pub lease: Duration,
+    /// Topics to relay; `None` = all. Default: `None`.
+    pub topics: Option<Vec<String>>,
+    /// Longest sleep when idle, also the fallback when a wake-up is missed,
+    /// and how soon retries falling due are seen. Default: 5 s.
+    pub poll_interval: Duration,
+    /// Wake on the doorbell (LISTEN). Turn off behind connection poolers that
+    /// cannot LISTEN; the relay then polls. Default: true.
+    pub listen: bool,
+    /// How long the soft shutdown phase may take. Default: 10 s.
+    pub shutdown_grace: Duration,
+    /// Longest wait between reconnect attempts. Default: 5 s.
+    pub reconnect_max: Duration,
+}
+
+impl RelayConfig {
+    /// A config with every default and this database.
+    pub fn new(db: tokio_postgres::Config) -> Self {
+        RelayConfig {
+            db,
+            owner: default_owner(),
+            batch_size: 100,
+            concurrency: 2,
+            lease: Duration::from_secs(30),
+            topics: None,
+            poll_interval: Duration::from_secs(5),
+            listen: true,
+            shutdown_grace: Duration::from_secs(10),
+            reconnect_max: Duration::from_secs(5),
+        }
+    }
+
+    /// Check every field; the error names the bad one.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field, reason: &str| {
+            Err(Error::Config {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.owner.trim().is_empty() || self.owner.len() > 200 {
+            return bad("owner", "must be 1 to 200 bytes");
+        }
+        if !(1..=10_000).contains(&self.batch_size) {
+            return bad("batch_size", "must be between 1 and 10000");
+        }
+        if !(1..=64).contains(&self.concurrency) {
+            return bad("concurrency", "must be between 1 and 64");
+        }
+        if self.lease < Duration::from_secs(1) || self.lease > Duration::from_secs(86_400) {
+            return bad("lease", "must be between 1 second and 24 hours");
+        }
+        if self.poll_interval < Duration::from_millis(10) {
+            return bad("poll_interval", "must be at least 10 ms");
+        }
+        if let Some(topics) = &self.topics {
+            if topics.is_empty() {
+                return bad(
+                    "topics",
+                    "must name at least one topic, or be unset for all",
+                );
+            }
+            for t in topics {
+                crate::Topic::new(t.as_str()).map_err(|e| Error::Config {
+                    field: "topics",
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        if self.db.get_hosts().is_empty() {
+            return bad("db", "names no host");
+        }
+        Ok(())
+    }
+}
+
+fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "relay".to_owned());
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &nonce[..8])
+}
+
+/// Counters of what a relay did, readable while it runs.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Messages the broker acknowledged and the outbox completed.
+    pub published: AtomicU64,
+    /// Failed attempts reported with `outbox.fail` (retried later).
+    pub failed: AtomicU64,
+    /// Messages that became dead letters.
+    pub dead: AtomicU64,
+    /// Messages handed back at shutdown.
+    pub released: AtomicU64,
+    /// Doorbell rings that woke the relay.
+    pub wakeups: AtomicU64,
+}
+
+impl RelayStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A plain snapshot: (published, failed, dead, released, wakeups).
+    pub fn snapshot(&self) -> (u64, u64, u64, u64, u64) {
+        (
+            self.published.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.dead.load(Ordering::Relaxed),
+            self.released.load(Ordering::Relaxed),
+            self.wakeups.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Relays the outbox to one publisher.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), outbox_client::Error> {
+/// use outbox_client::{Relay, RelayConfig, StdoutPublisher};
+/// use tokio_util::sync::CancellationToken;
+/// let db = "host=/var/run/postgresql dbname=app".parse().expect("a valid connection string");
+/// let relay = Relay::new(RelayConfig::new(db), StdoutPublisher)?;
+/// let shutdown = CancellationToken::new();
+/// relay.run(shutdown).await?;
+/// # Ok(()) }
+/// ```
+pub struct Relay<P> {
+    config: Arc<RelayConfig>,
+    publisher: Arc<P>,
+    stats: Arc<RelayStats>,
+}
+
+/// What workers share: who is idle (the doorbell arms only when all are) and
+/// the wake-up generation (bumped to make idle workers claim again).
+pub(crate) struct Shared<P> {
+    pub config: Arc<RelayConfig>,
+    pub publisher: Arc<P>,
+    pub stats: Arc<RelayStats>,
+    pub idle: watch::Sender<usize>,
+    pub wake: watch::Sender<u64>,
+    pub shutdown: CancellationToken,
+}
+
+impl<P: Publisher> Relay<P> {
+    /// A relay; fails if the config does not validate.
+    pub fn new(config: RelayConfig, publisher: P) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(Relay {
+            config: Arc::new(config),
+            publisher: Arc::new(publisher),
+            stats: Arc::default(),
+        })
+    }
+
+    /// The relay's counters, to read while it runs or after.
+    pub fn stats(&self) -> Arc<RelayStats> {
+        self.stats.clone()
+    }
+
+    /// Run until `shutdown` is cancelled (see the module docs for the two
+    /// shutdown phases). Returns early with an error only for problems a
+    /// reconnect cannot fix: a missing extension, missing privileges, or a
+    /// database that cannot be reached at start.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        // Fail fast on what reconnecting will not fix.
+        let first = connect::connect_once(&self.config.db).await?;
+        crate::Store.check_extension(&first).await?;
+        drop(first);
+
+        let (idle, _) = watch::channel(0usize);
+        let (wake, _) = watch::channel(0u64);
+        let stop_claiming = shutdown.child_token();
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            publisher: self.publisher.clone(),
+            stats: self.stats.clone(),
+            idle,
+            wake,
+            shutdown: stop_claiming.clone(),
+        });
+        let fatal = CancellationToken::new();
+        let error: Arc<std::sync::Mutex<Option<Error>>> = Arc::default();
+        let tracker = TaskTracker::new();
+        for n in 0..self.config.concurrency {
+            let shared = shared.clone();
+            let (fatal, error) = (fatal.clone(), error.clone());
+            tracker.spawn(async move {
+                if let Err(e) = worker::run(n, shared).await {
+                    tracing::error!(worker = n, error = %e, "relay worker stopped");
+                    error.lock().expect("error slot").get_or_insert(e);
+                    fatal.cancel();
+                }
+            });
+        }
+        if self.config.listen {
+            let shared = shared.clone();
+            tracker.spawn(doorbell::run(shared));
+        }
+        tracker.close();
+        tracing::info!(owner = %self.config.owner, workers = self.config.concurrency, listen = self.config.listen, "relay started");
+
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = fatal.cancelled() => stop_claiming.cancel(),
+        }
+        stop_claiming.cancel();
+        tracing::info!("relay stopping: no new claims, finishing in-flight batches");
+        if tokio::time::timeout(self.config.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.config.shutdown_grace, "in-flight work did not finish in time; its leases will expire and another relay will deliver it");
+        }
+        let (published, failed, dead, released, wakeups) = self.stats.snapshot();
+        tracing::info!(published, failed, dead, released, wakeups, "relay stopped");
+        let failure = error.lock().expect("error slot").take();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! One worker: its own connection, one batch in flight at a time.
+//!
+//! Per-key order holds end to end without any bookkeeping here: the database
+//! never hands out a message while an older one of its key is unfinished,
+//! and a worker completes a message only after the broker acknowledged it.
+
+use super::{connect, RelayStats, Shared};
+use crate::publish::{Delivery, Publisher};
+use crate::{Error, LeaseToken, Message, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::Client;
+
+pub(crate) async fn run<P: Publisher>(n: usize, shared: Arc<Shared<P>>) -> Result<(), Error> {
+    let cfg = shared.config.clone();
+    let mut wake = shared.wake.subscribe();
+    let mut client: Option<Client> = None;
+    let mut idle = false;
+    loop {
+        if shared.shutdown.is_cancelled() {
+            break;
+        }
+        if !ensure_connected(&shared, &mut client).await? {
+            break;
+        }
+        let c = client.as_ref().expect("connected above");
+        wake.borrow_and_update();
+        let batch = match Store
+            .claim(
+                c,
+                &cfg.owner,
+                cfg.batch_size,
+                cfg.lease,
+                cfg.topics.as_deref(),
+            )
+            .await
+        {
+            Ok(batch) => batch,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(worker = n, error = %e, "claim failed; reconnecting");
+                client = None;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if batch.is_empty() {
+            set_idle(&shared, &mut idle, true);
+            tokio::select! {
+                _ = wake.changed() => {}
+                () = tokio::time::sleep(cfg.poll_interval) => {}
+                () = shared.shutdown.cancelled() => {}
+            }
+            continue;
+        }
+        set_idle(&shared, &mut idle, false);
+        tracing::debug!(worker = n, messages = batch.len(), "claimed");
+        deliver(&shared, &mut client, batch).await?;
+    }
+    set_idle(&shared, &mut idle, false);
+    Ok(())
+}
+
+fn set_idle<P>(shared: &Shared<P>, idle: &mut bool, now: bool) {
+    if *idle != now {
+        *idle = now;
+        shared
+            .idle
+            .send_modify(|n| if now { *n += 1 } else { *n -= 1 });
+    }
+}
+
+/// Connect if needed; false when shutdown came first.
+async fn ensure_connected<P>(
+    shared: &Shared<P>,
+    client: &mut Option<Client>,
+) -> Result<bool, Error> {
+    if client.as_ref().is_some_and(|c| !c.is_closed()) {
+        return Ok(true);
+    }
+    if client.take().is_some() {
+        tracing::warn!("connection to PostgreSQL lost; reconnecting");
+    }
+    let cfg = &shared.config;
+    *client = connect::with_backoff("connect", cfg.reconnect_max, &shared.shutdown, || {
+        connect::connect_once(&cfg.db)
+    })
+    .await?;
+    Ok(client.is_some())
+}
+
+/// Publish one claimed batch and settle every message of it.
+async fn deliver<P: Publisher>(
+    shared: &Shared<P>,
+    client: &mut Option<Client>,
+    batch: Vec<Message>,
+) -> Result<(), Error> {
+    let cfg = &shared.config;
+    let token = batch[0].lease_token;
+    let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+    let c = client.as_ref().expect("connected by the caller");
+    if shared.shutdown.is_cancelled() {
+        // Claimed just as shutdown began and not started: hand it back.
+        if let Ok(n) = Store.release(c, &ids, token).await {
+            RelayStats::add(&shared.stats.released, n);
+        }
+        return Ok(());
+    }
+
+    // Keep the lease alive while the broker is slow.
+    let keep_alive = async {
+        let every = cfg.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match Store.extend(c, &ids, token, cfg.lease).await {
+                Ok(n) if (n as usize) < ids.len() => {
+                    tracing::warn!(held = n, of = ids.len(), "lease partly lost while publishing; another relay may deliver those messages too");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not extend the lease"),
+            }
+        }
+    };
+    let deliveries = tokio::select! {
+        d = shared.publisher.publish(&batch) => d,
+        () = keep_alive => unreachable!("the keep-alive loop never ends"),
+    };
+
+    let mut acked = Vec::new();
+    let mut failed = Vec::new();
+    for (message, delivery) in
+        batch.iter().zip(
+            deliveries
+                .into_iter()
+                .chain(std::iter::repeat(Delivery::Retryable {
+                    error: "publisher returned no answer for this message".into(),
+                    retry_after: None,
+                })),
+        )
+    {
+        match delivery {
+            Delivery::Acked => acked.push(message.id),
+            other => failed.push((message.id, other)),
+        }
+    }
+    settle(shared, client, token, &acked, &failed).await
+}
+
+/// Complete what was acknowledged and fail the rest, reconnecting if the
+/// connection dropped meanwhile: the lease token stays valid until it
+/// expires, so a reconnect can still finish the batch.
+async fn settle<P>(
+    shared: &Shared<P>,
+    client: &mut Option<Client>,
+    token: LeaseToken,
+    acked: &[i64],
+    failed: &[(i64, Delivery)],
+) -> Result<(), Error> {
+    let cfg = &shared.config;
+    let deadline = tokio::time::Instant::now() + cfg.lease;
+    let mut completed = false;
+    let mut next_failure = 0;
+    while tokio::time::Instant::now() < deadline {
+        if !ensure_connected_until(shared, client, deadline).await? {
+            break;
+        }
+        let c = client.as_ref().expect("connected above");
+        let result: Result<(), Error> = async {
+            if !completed && !acked.is_empty() {
+                let n = Store.complete(c, acked, token).await?;
+                RelayStats::add(&shared.stats.published, n);
+                if (n as usize) < acked.len() {
+                    tracing::warn!(completed = n, of = acked.len(), "some leases went stale before completion; those messages will be delivered again");
+                }
+            }
+            completed = true;
+            while let Some((id, delivery)) = failed.get(next_failure) {
+                let (error, retry_in, permanent) = match delivery {
+                    Delivery::Retryable { error, retry_after } => (error.as_str(), *retry_after, false),
+                    Delivery::Permanent { error } => (error.as_str(), None, true),
+                    Delivery::Acked => unreachable!("acked messages are completed above"),
+                };
+                match Store.fail(c, *id, token, error, retry_in, permanent).await? {
+                    crate::FailOutcome::Dead => RelayStats::add(&shared.stats.dead, 1),
+                    crate::FailOutcome::Retrying { .. } => RelayStats::add(&shared.stats.failed, 1),
+                    crate::FailOutcome::Stale => {}
+                }
+                next_failure += 1;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "settling a batch failed; reconnecting");
+                *client = None;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tracing::warn!("could not settle a batch before its lease expired; it will be delivered again");
+    Ok(())
+}
+
+async fn ensure_connected_until<P>(
+    shared: &Shared<P>,
+    client: &mut Option<Client>,
+    deadline: tokio::time::Instant,
+) -> Result<bool, Error> {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    match tokio::time::timeout(
+        left.max(Duration::from_millis(1)),
+        ensure_connected_ignoring_shutdown(shared, client),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Ok(false),
+    }
+}
+
+/// Settling must go on during the soft shutdown phase.
+async fn ensure_connected_ignoring_shutdown<P>(
+    shared: &Shared<P>,
+    client: &mut Option<Client>,
+) -> Result<bool, Error> {
+    if client.as_ref().is_some_and(|c| !c.is_closed()) {
+        return Ok(true);
+    }
+    let never = tokio_util::sync::CancellationToken::new();
+    let cfg = &shared.config;
+    *client = connect::with_backoff("reconnect", cfg.reconnect_max, &never, || {
+        connect::connect_once(&cfg.db)
+    })
+    .await?;
+    Ok(client.is_some())
+}

@@ -1,0 +1,229 @@
+//! [`Store`]: the SQL API, one method per function, on any
+//! [`GenericClient`] — a `Client` or the caller's own `Transaction`, so an
+//! enqueue commits or rolls back with the caller's business rows.
+
+use crate::sql;
+use crate::types::{FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats};
+use crate::Error;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
+
+/// The outbox's SQL API for Rust.
+///
+/// ```no_run
+/// # async fn demo(mut client: tokio_postgres::Client) -> Result<(), outbox_client::Error> {
+/// use outbox_client::{NewMessage, Store, Topic};
+/// let tx = client.transaction().await?;
+/// tx.execute("UPDATE orders SET status = 'paid' WHERE id = 42", &[]).await?;
+/// let msg = NewMessage::new(Topic::new("orders.paid")?, &serde_json::json!({"id": 42}))?.with_key("order-42");
+/// Store::default().enqueue(&tx, &msg).await?;
+/// tx.commit().await?; // the event exists if and only if the payment does
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Store;
+
+/// Postgres intervals travel as text: `"1500 milliseconds"`.
+fn interval(d: Duration) -> String {
+    format!("{} microseconds", d.as_micros())
+}
+
+impl Store {
+    /// `outbox.enqueue()`: add one message in the client's transaction.
+    pub async fn enqueue(
+        &self,
+        client: &impl GenericClient,
+        msg: &NewMessage,
+    ) -> Result<i64, Error> {
+        let headers = msg.headers_json();
+        let row = client
+            .query_one(
+                sql::ENQUEUE,
+                &[
+                    &msg.topic.as_str(),
+                    &msg.payload,
+                    &msg.key,
+                    &headers,
+                    &msg.deliver_at,
+                    &msg.max_attempts,
+                ],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// `outbox.enqueue_batch()`: many messages of one topic in one statement.
+    /// `deliver_at` and `max_attempts` apply to the whole batch.
+    pub async fn enqueue_batch(
+        &self,
+        client: &impl GenericClient,
+        topic: &Topic,
+        messages: &[NewMessage],
+        deliver_at: Option<DateTime<Utc>>,
+        max_attempts: Option<i32>,
+    ) -> Result<Vec<i64>, Error> {
+        if let Some(other) = messages.iter().find(|m| &m.topic != topic) {
+            return Err(Error::InvalidInput {
+                message: format!(
+                    "enqueue_batch for topic {topic} got a message for {}",
+                    other.topic
+                ),
+                hint: Some("Call enqueue_batch once per topic.".into()),
+            });
+        }
+        let payloads: Vec<&Value> = messages.iter().map(|m| &m.payload).collect();
+        let keys: Option<Vec<Option<&str>>> = messages
+            .iter()
+            .any(|m| m.key.is_some())
+            .then(|| messages.iter().map(|m| m.key.as_deref()).collect());
+        let headers: Option<Vec<Option<Value>>> = messages
+            .iter()
+            .any(|m| !m.headers.is_empty())
+            .then(|| messages.iter().map(NewMessage::headers_json).collect());
+        let row = client
+            .query_one(
+                sql::ENQUEUE_BATCH,
+                &[
+                    &topic.as_str(),
+                    &payloads,
+                    &keys,
+                    &headers,
+                    &deliver_at,
+                    &max_attempts,
+                ],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// `outbox.claim()`: lease up to `batch_size` ready messages.
+    pub async fn claim(
+        &self,
+        client: &impl GenericClient,
+        owner: &str,
+        batch_size: i32,
+        lease: Duration,
+        topics: Option<&[String]>,
+    ) -> Result<Vec<Message>, Error> {
+        let lease = interval(lease);
+        let rows = client
+            .query(sql::CLAIM, &[&owner, &batch_size, &lease, &topics])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Message {
+                id: r.get(0),
+                topic: r.get(1),
+                key: r.get(2),
+                payload: r.get(3),
+                headers: r.get(4),
+                attempt: r.get(5),
+                lease_token: LeaseToken(r.get(6)),
+                lease_expires_at: r.get(7),
+                created_at: r.get(8),
+            })
+            .collect())
+    }
+
+    /// `outbox.complete_batch()`: returns how many the token still held.
+    pub async fn complete(
+        &self,
+        client: &impl GenericClient,
+        ids: &[i64],
+        token: LeaseToken,
+    ) -> Result<u64, Error> {
+        self.count(client, sql::COMPLETE_BATCH, &[&ids, &token.0])
+            .await
+    }
+
+    /// `outbox.release_batch()`: back to ready without spending an attempt.
+    pub async fn release(
+        &self,
+        client: &impl GenericClient,
+        ids: &[i64],
+        token: LeaseToken,
+    ) -> Result<u64, Error> {
+        self.count(client, sql::RELEASE_BATCH, &[&ids, &token.0])
+            .await
+    }
+
+    /// `outbox.extend_batch()`: hold the messages for `lease` from now.
+    pub async fn extend(
+        &self,
+        client: &impl GenericClient,
+        ids: &[i64],
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<u64, Error> {
+        self.count(
+            client,
+            sql::EXTEND_BATCH,
+            &[&ids, &token.0, &interval(lease)],
+        )
+        .await
+    }
+
+    /// `outbox.fail()`: the database schedules the retry or dead-letters it.
+    pub async fn fail(
+        &self,
+        client: &impl GenericClient,
+        id: i64,
+        token: LeaseToken,
+        error: &str,
+        retry_in: Option<Duration>,
+        permanent: bool,
+    ) -> Result<FailOutcome, Error> {
+        let retry_in = retry_in.map(interval);
+        let row = client
+            .query_one(sql::FAIL, &[&id, &token.0, &error, &retry_in, &permanent])
+            .await?;
+        let state: String = row.get(0);
+        Ok(match state.as_str() {
+            "retrying" => FailOutcome::Retrying {
+                next_attempt_at: row.get(1),
+            },
+            "dead" => FailOutcome::Dead,
+            _ => FailOutcome::Stale,
+        })
+    }
+
+    /// `outbox.stats()`.
+    pub async fn stats(&self, client: &impl GenericClient) -> Result<Vec<TopicStats>, Error> {
+        let rows = client.query(sql::STATS, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| TopicStats {
+                topic: r.get(0),
+                ready: r.get(1),
+                blocked: r.get(2),
+                scheduled: r.get(3),
+                leased: r.get(4),
+                dead: r.get(5),
+                oldest_ready_age_seconds: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Fails with [`Error::ExtensionMissing`] unless `CREATE EXTENSION outbox` ran.
+    pub async fn check_extension(&self, client: &impl GenericClient) -> Result<(), Error> {
+        let present: bool = client.query_one(sql::EXTENSION_PRESENT, &[]).await?.get(0);
+        if present {
+            Ok(())
+        } else {
+            Err(Error::ExtensionMissing)
+        }
+    }
+
+    async fn count(
+        &self,
+        client: &impl GenericClient,
+        statement: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        let n: i32 = client.query_one(statement, params).await?.get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}

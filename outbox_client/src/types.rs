@@ -1,0 +1,223 @@
+//! The values that cross the SQL API: validated topics, messages to enqueue,
+//! claimed messages and the outcome of a failed attempt.
+
+use crate::Error;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use uuid::Uuid;
+
+/// A topic name, checked against the same rule as the extension (Kafka's):
+/// 1 to 249 characters of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+///
+/// ```
+/// use outbox_client::Topic;
+/// assert!(Topic::new("orders.created").is_ok());
+/// assert!(Topic::new("orders created").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Topic(String);
+
+impl Topic {
+    /// Check and wrap a topic name.
+    pub fn new(name: impl Into<String>) -> Result<Self, Error> {
+        let name = name.into();
+        let invalid = |reason: &str| {
+            Error::InvalidInput {
+            message: format!("topic {name:?}: {reason}"),
+            hint: Some("A topic is 1 to 249 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit.".into()),
+        }
+        };
+        if name.is_empty() {
+            return Err(invalid("topic is empty"));
+        }
+        if name.len() > 249 {
+            return Err(invalid("longer than 249 bytes"));
+        }
+        if !name.as_bytes()[0].is_ascii_alphanumeric() {
+            return Err(invalid("must start with a letter or digit"));
+        }
+        if name
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(invalid("contains a character that is not allowed"));
+        }
+        Ok(Topic(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message to enqueue. Build it with [`NewMessage::new`] and the `with_*`
+/// methods.
+///
+/// ```
+/// use outbox_client::{NewMessage, Topic};
+/// let m = NewMessage::new(Topic::new("orders.created")?, &serde_json::json!({"id": 42}))?
+///     .with_key("order-42")
+///     .with_header("trace-id", "abc");
+/// # Ok::<(), outbox_client::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Where it goes.
+    pub topic: Topic,
+    /// The body.
+    pub payload: Value,
+    /// Messages with the same key are delivered in order; `None` = unordered.
+    pub key: Option<String>,
+    /// String headers carried to the broker.
+    pub headers: BTreeMap<String, String>,
+    /// Not before this time; `None` = now.
+    pub deliver_at: Option<DateTime<Utc>>,
+    /// Attempts before it is dead-lettered; `None` = `outbox.max_attempts`.
+    pub max_attempts: Option<i32>,
+}
+
+impl NewMessage {
+    /// A message with a payload serialized from any `Serialize` value.
+    pub fn new(topic: Topic, payload: &impl Serialize) -> Result<Self, Error> {
+        Ok(NewMessage {
+            topic,
+            payload: serde_json::to_value(payload)?,
+            key: None,
+            headers: BTreeMap::new(),
+            deliver_at: None,
+            max_attempts: None,
+        })
+    }
+
+    /// Order this message after earlier ones with the same key.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Add a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Deliver no earlier than `at`.
+    pub fn deliver_at(mut self, at: DateTime<Utc>) -> Self {
+        self.deliver_at = Some(at);
+        self
+    }
+
+    /// Dead-letter after `n` attempts.
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    pub(crate) fn headers_json(&self) -> Option<Value> {
+        (!self.headers.is_empty())
+            .then(|| serde_json::to_value(&self.headers).unwrap_or(Value::Null))
+    }
+}
+
+/// A lease token from `outbox.claim()`: the fence that lets only the current
+/// holder finish a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct LeaseToken(pub Uuid);
+
+/// A claimed message, as a relay sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    /// The outbox id: stable across redeliveries, use it to deduplicate.
+    pub id: i64,
+    /// Where it goes.
+    pub topic: String,
+    /// Its ordering key, if any.
+    pub key: Option<String>,
+    /// The body.
+    pub payload: Value,
+    /// String headers.
+    pub headers: Option<Value>,
+    /// 1 for the first delivery attempt, 2 for the first retry, ...
+    pub attempt: i32,
+    /// The lease token of the claim that returned it.
+    #[serde(skip)]
+    pub lease_token: LeaseToken,
+    /// When the lease runs out.
+    #[serde(skip)]
+    pub lease_expires_at: DateTime<Utc>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What `outbox.fail()` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Scheduled for another attempt at this time.
+    Retrying {
+        /// When the next attempt becomes due.
+        next_attempt_at: DateTime<Utc>,
+    },
+    /// Moved to the dead letters.
+    Dead,
+    /// The lease token no longer held the message; nothing changed.
+    Stale,
+}
+
+/// One row of `outbox.stats()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopicStats {
+    /// The topic.
+    pub topic: String,
+    /// Due and not leased.
+    pub ready: i64,
+    /// Ready but behind an older message of the same key.
+    pub blocked: i64,
+    /// Waiting for deliver_at or a retry.
+    pub scheduled: i64,
+    /// Held by a relay.
+    pub leased: i64,
+    /// Dead letters.
+    pub dead: i64,
+    /// Age of the oldest ready message, in seconds (the relay's lag).
+    pub oldest_ready_age_seconds: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same cases as the extension's validate::topic table.
+    #[test]
+    fn topic_cases() {
+        let long = "a".repeat(249);
+        let too_long = "a".repeat(250);
+        let cases: &[(&str, bool)] = &[
+            ("orders", true),
+            ("orders.created", true),
+            ("Orders_v2-eu", true),
+            ("0day", true),
+            (&long, true),
+            ("", false),
+            (&too_long, false),
+            (".hidden", false),
+            ("-x", false),
+            ("orders created", false),
+            ("orders/created", false),
+            ("ordérs", false),
+            ("a*", false),
+        ];
+        for (t, ok) in cases {
+            assert_eq!(Topic::new(*t).is_ok(), *ok, "topic {t:?}");
+        }
+    }
+}

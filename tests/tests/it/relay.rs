@@ -1,0 +1,404 @@
+//! End to end: the `outbox-relay` binary against the real extension, as
+//! separate processes (so SIGTERM and SIGKILL are the real thing), with the
+//! stdout publisher, whose output the tests read as the broker.
+
+use crate::common::*;
+use outbox_tests::{wait_until, TestDb};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// target/<profile>/outbox-relay, next to this test binary's deps/ folder.
+fn relay_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("outbox-relay");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p outbox_client --bins` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `outbox-relay`; killed (SIGKILL) when dropped.
+struct RelayProcess {
+    child: Child,
+    published: Arc<Mutex<Vec<Value>>>,
+    log: Arc<Mutex<String>>,
+}
+
+impl RelayProcess {
+    fn start(db: &TestDb, extra: &[&str]) -> RelayProcess {
+        let mut child = Command::new(relay_binary())
+            .arg("--database-url")
+            .arg(db.connstr())
+            .args(["--publisher", "stdout", "--log", "info,outbox_client=debug"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start outbox-relay");
+        let published: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let log: Arc<Mutex<String>> = Arc::default();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let sink = published.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).expect("a JSON line"));
+            }
+        });
+        let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err.next_line().await {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        RelayProcess {
+            child,
+            published,
+            log,
+        }
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect()
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    async fn wait_for_ids(&self, want: &HashSet<i64>) {
+        wait_until(PATIENCE, || async {
+            want.is_subset(&self.ids().into_iter().collect())
+        })
+        .await;
+    }
+
+    /// SIGTERM, then the exit status.
+    async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().expect("running") as i32;
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("relay exits")
+            .unwrap();
+        // Give the log readers a moment to drain the closed pipes.
+        wait_until(PATIENCE, || async {
+            self.log().contains("relay stopped") || !status.success()
+        })
+        .await;
+        (status, self.log())
+    }
+}
+
+/// Produce `n` messages from `producers` concurrent producers, each over
+/// `keys` keys of its own; every 5th transaction rolls back. Returns the committed ids
+/// and the payload markers of the rolled-back ones.
+async fn produce(
+    db: &TestDb,
+    producers: usize,
+    n: usize,
+    keys: usize,
+) -> (HashSet<i64>, HashSet<String>) {
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let mut client = db.client().await;
+        tasks.push(tokio::spawn(async move {
+            let mut committed = Vec::new();
+            let mut rolled_back = Vec::new();
+            for i in 0..n / producers {
+                let marker = format!("p{p}-{i}");
+                // Each key belongs to one producer, whose transactions follow
+                // each other, as when an application serialises on the
+                // aggregate row. (Two unsynchronised transactions on one key
+                // have no order to keep: ids are taken at enqueue, visibility
+                // comes at commit.)
+                let key = format!("key-{p}-{}", i % keys);
+                let tx = client.transaction().await.unwrap();
+                let id: i64 = tx
+                    .query_one(
+                        "SELECT outbox.enqueue('orders', $1, key => $2)",
+                        &[&json!({ "m": marker }), &key],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if i % 5 == 4 {
+                    tx.rollback().await.unwrap();
+                    rolled_back.push(marker);
+                } else {
+                    tx.commit().await.unwrap();
+                    committed.push(id);
+                }
+            }
+            (committed, rolled_back)
+        }));
+    }
+    let mut committed = HashSet::new();
+    let mut rolled_back = HashSet::new();
+    for t in tasks {
+        let (c, r) = t.await.unwrap();
+        committed.extend(c);
+        rolled_back.extend(r);
+    }
+    (committed, rolled_back)
+}
+
+/// Per key, the ids in the order the broker saw them must be ascending.
+fn assert_per_key_order(published: &[Value]) {
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for m in published {
+        let Some(key) = m["key"].as_str() else {
+            continue;
+        };
+        let id = m["id"].as_i64().unwrap();
+        if let Some(prev) = last.insert(key.to_owned(), id) {
+            assert!(prev < id, "key {key}: {id} published after {prev}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_publishes_every_committed_message_in_key_order_and_no_rolled_back_one() {
+    let db = TestDb::new().await;
+    let relay = RelayProcess::start(&db, &["--concurrency", "3", "--batch-size", "20"]);
+    let (committed, rolled_back) = produce(&db, 4, 200, 10).await;
+    relay.wait_for_ids(&committed).await;
+
+    let published = relay.published.lock().unwrap().clone();
+    let ids: HashSet<i64> = published
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, committed, "published set differs from committed set");
+    assert_eq!(
+        published.len(),
+        committed.len(),
+        "duplicates without any failure"
+    );
+    for m in &published {
+        let marker = m["payload"]["m"].as_str().unwrap();
+        assert!(
+            !rolled_back.contains(marker),
+            "published a rolled-back message: {m}"
+        );
+        for field in ["id", "topic", "key", "payload", "attempt", "created_at"] {
+            assert!(m.get(field).is_some(), "stdout line lacks {field}: {m}");
+        }
+    }
+    assert_per_key_order(&published);
+
+    let c = db.client().await;
+    assert_eq!(count(&c, "SELECT count(*) FROM outbox.messages").await, 0);
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "relay exit {status:?}\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_relays_at_once_lose_nothing() {
+    let db = TestDb::new().await;
+    let a = RelayProcess::start(&db, &["--batch-size", "10"]);
+    let b = RelayProcess::start(&db, &["--batch-size", "10"]);
+    let (committed, _) = produce(&db, 2, 200, 20).await;
+    wait_until(PATIENCE, || async {
+        let seen: HashSet<i64> = a.ids().into_iter().chain(b.ids()).collect();
+        committed.is_subset(&seen)
+    })
+    .await;
+    let overlap: HashSet<i64> = a
+        .ids()
+        .into_iter()
+        .collect::<HashSet<_>>()
+        .intersection(&b.ids().into_iter().collect())
+        .copied()
+        .collect();
+    assert!(
+        overlap.is_empty(),
+        "both relays published {overlap:?} although no lease expired"
+    );
+    assert_per_key_order(&a.published.lock().unwrap());
+    assert_per_key_order(&b.published.lock().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_relays_messages_are_delivered_by_another_after_its_lease_expires() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    // A relay that dies mid-batch: it claimed, and never finished.
+    let payloads: Vec<Value> = (0..30).map(|i| json!({ "i": i })).collect();
+    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads])
+        .await
+        .unwrap();
+    let mut stuck = RelayProcess::start(&db, &["--lease", "2s", "--batch-size", "30"]);
+    // Freeze it the moment it holds the batch, then kill it.
+    wait_until(PATIENCE, || async {
+        count(
+            &c,
+            "SELECT count(*) FROM outbox.messages WHERE lease_token IS NOT NULL",
+        )
+        .await
+            > 0
+            || count(&c, "SELECT count(*) FROM outbox.messages").await == 0
+    })
+    .await;
+    let pid = stuck.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    stuck.child.wait().await.unwrap();
+    let already = stuck.ids();
+
+    let left: HashSet<i64> = c
+        .query("SELECT id FROM outbox.messages", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let rescuer = RelayProcess::start(&db, &["--poll-interval", "200ms"]);
+    rescuer.wait_for_ids(&left).await;
+    let all: HashSet<i64> = already.iter().copied().chain(rescuer.ids()).collect();
+    assert_eq!(all.len(), 30, "messages lost after a relay was killed");
+    let redelivered = rescuer
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m["attempt"].as_i64() > Some(1))
+        .count();
+    assert_eq!(
+        redelivered,
+        left.len(),
+        "every message the killed relay held comes back as attempt 2"
+    );
+    eprintln!(
+        "killed relay: {} published before SIGKILL, {} re-delivered by the rescuer",
+        already.len(),
+        left.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_reconnects_when_its_connections_are_killed() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let relay = RelayProcess::start(&db, &["--poll-interval", "200ms"]);
+    let first = enqueue(&c, "orders", json!(1)).await;
+    relay.wait_for_ids(&HashSet::from([first])).await;
+
+    // Kill every backend of the relay (as an admin or a failover would).
+    let killed: i64 = count(
+        &c,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+    )
+    .await;
+    assert!(
+        killed >= 2,
+        "expected the relay's connections, killed {killed}"
+    );
+    let second = enqueue(&c, "orders", json!(2)).await;
+    relay.wait_for_ids(&HashSet::from([first, second])).await;
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("reconnect") || log.contains("retrying"),
+        "no reconnect in the log:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_relay_is_woken_by_the_doorbell_long_before_its_poll_interval() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let relay = RelayProcess::start(&db, &["--poll-interval", "10m"]);
+    // Wait until it sleeps: armed on the doorbell gate.
+    wait_until(PATIENCE, || async {
+        count(&c, "SELECT count(*) FROM pg_locks WHERE relation = 'outbox.doorbell_gate'::regclass AND mode = 'ShareLock'").await == 1
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let id = enqueue(&c, "orders", json!("wake up")).await;
+    relay.wait_for_ids(&HashSet::from([id])).await;
+    // Measured, not asserted: the test's wait bound (60 s) is far below the
+    // poll interval (10 min), so only a doorbell ring can have delivered it.
+    eprintln!("doorbell wake-up to publish: {:?}", started.elapsed());
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{log}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_leaves_nothing_leased() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let relay = RelayProcess::start(&db, &[]);
+    let payloads: Vec<Value> = (0..500).map(|i| json!(i)).collect();
+    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads])
+        .await
+        .unwrap();
+    wait_until(PATIENCE, || async { !relay.ids().is_empty() }).await;
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM outbox.messages WHERE lease_expires_at > now()"
+        )
+        .await,
+        0,
+        "a gracefully stopped relay left leases behind\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_relay_explains_a_missing_extension_and_a_bad_url() {
+    let db = TestDb::plain().await;
+    let out = std::process::Command::new(relay_binary())
+        .args(["--database-url", &db.connstr()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CREATE EXTENSION outbox"), "{stderr}");
+
+    let out = std::process::Command::new(relay_binary())
+        .args(["--database-url", "postgres://u@h:notaport/db"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--database-url"));
+
+    let out = std::process::Command::new(relay_binary())
+        .args(["--database-url", &db.connstr(), "--batch-size", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("batch_size"));
+}
