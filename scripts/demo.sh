@@ -11,7 +11,10 @@ source scripts/pg.sh
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "building the extension and outbox-relay"
-(cd outbox_ext && cargo pgrx install --pg-config "$PG_BIN/pg_config" >/dev/null)
+if ! out=$(cd outbox_ext && cargo pgrx install --pg-config "$PG_BIN/pg_config" 2>&1); then
+    printf '%s\n' "$out" >&2
+    exit 1
+fi
 cargo build -q -p outbox_client --bin outbox-relay
 relay_bin=target/debug/outbox-relay
 
@@ -37,7 +40,8 @@ say "producing: 8 orders, each with its events in the same transaction; orders 3
 for id in 1 2 3 4 5 6 7 8; do
     end=COMMIT
     [[ $id == 3 || $id == 7 ]] && end=ROLLBACK
-    "${psql[@]}" -d shop <<SQL
+    printf '  order %d: %s\n' "$id" "$end"
+    "${psql[@]}" -d shop -o /dev/null <<SQL
 BEGIN;
 INSERT INTO orders VALUES ($id, 'customer-$((id % 3))', $id * 10.5, 'placed');
 SELECT outbox.enqueue('orders.created', jsonb_build_object('order_id', $id, 'total', $id * 10.5), key => 'order-$id');
@@ -61,7 +65,11 @@ done
 cat "$dir/published.jsonl"
 
 say "one more order while the relay sleeps: the doorbell wakes it"
-"${psql[@]}" -d shop <<'SQL'
+# Asleep = holding the doorbell gate (see sql/doorbell.sql).
+until [[ $("${psql[@]}" -d shop -Atc "SELECT count(*) FROM pg_locks WHERE relation = 'outbox.doorbell_gate'::regclass AND mode = 'ShareLock'") == 1 ]]; do
+    sleep 0.1
+done
+"${psql[@]}" -d shop -o /dev/null <<'SQL'
 BEGIN;
 INSERT INTO orders VALUES (9, 'customer-0', 99.5, 'placed');
 SELECT outbox.enqueue('orders.created', '{"order_id": 9, "total": 99.5}', key => 'order-9');

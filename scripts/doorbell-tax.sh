@@ -15,26 +15,21 @@ set -euo pipefail
 clients=${1:-16}
 seconds=${2:-10}
 rounds=${3:-5}
-bin=/usr/lib/postgresql/15/bin
+# shellcheck source=scripts/pg.sh
+source "$(dirname "$0")/pg.sh"
+bin=$PG_BIN
 dir=$(mktemp -d /tmp/outbox-doorbell-XXXXXX)
-port=$((20000 + RANDOM % 20000))
-as_pg=()
-if [[ "$(id -u)" -eq 0 ]]; then
-    chown postgres "$dir"
-    as_pg=(runuser -u postgres --)
-fi
+chmod 755 "$dir"
+sleeper=
 cleanup() {
-    [[ -n "${sleeper:-}" ]] && kill "$sleeper" 2>/dev/null || true
-    "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+    if [[ -n "${sleeper:-}" ]]; then kill "$sleeper" 2>/dev/null || true; fi
+    pg_stop "$dir"
     rm -rf "$dir"
 }
 trap cleanup EXIT
 
-"${as_pg[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >/dev/null
-"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-    -o "-k $dir -p $port -c listen_addresses='' -c max_connections=100 -c synchronous_commit=on -c shared_buffers=256MB" \
-    start >/dev/null
-psql=(psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres)
+pg_start "$dir" -c max_connections=100 -c synchronous_commit=on -c shared_buffers=256MB
+port=$PG_PORT
 "${psql[@]}" -d postgres -c "CREATE DATABASE bench"
 "${psql[@]}" -d bench <<'SQL'
 CREATE EXTENSION outbox;

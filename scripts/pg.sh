@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Throwaway PostgreSQL clusters for scripts (sourced, not run).
 #
 #   source scripts/pg.sh
@@ -22,6 +23,7 @@ pg_start() {
     "${as_pg[@]}" "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync >/dev/null
     "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
         -o "-k $dir -p $PG_PORT ${settings[*]}" start >/dev/null
+    # shellcheck disable=SC2034 # used by the scripts that source this file
     psql=(psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$PG_PORT" -U postgres)
 }
 
