@@ -28,7 +28,7 @@
 //!
 //! // Relay until Ctrl-C.
 //! let shutdown = CancellationToken::new();
-//! let relay = Relay::new(RelayConfig::new(config), StdoutPublisher)?;
+//! let relay = Relay::new(RelayConfig::new(config), StdoutPublisher::default())?;
 //! relay.run(shutdown).await?;
 //! # Ok(()) }
 //! ```

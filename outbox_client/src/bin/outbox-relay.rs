@@ -127,7 +127,7 @@ async fn main() -> ExitCode {
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
     let relay = match args.publisher {
-        PublisherKind::Stdout => Relay::new(config, StdoutPublisher),
+        PublisherKind::Stdout => Relay::new(config, StdoutPublisher::default()),
     };
     let result = match relay {
         Ok(relay) => relay.run(shutdown).await,

@@ -164,7 +164,7 @@ impl RelayStats {
 /// use outbox_client::{Relay, RelayConfig, StdoutPublisher};
 /// use tokio_util::sync::CancellationToken;
 /// let db = "host=/var/run/postgresql dbname=app".parse().expect("a valid connection string");
-/// let relay = Relay::new(RelayConfig::new(db), StdoutPublisher)?;
+/// let relay = Relay::new(RelayConfig::new(db), StdoutPublisher::default())?;
 /// let shutdown = CancellationToken::new();
 /// relay.run(shutdown).await?;
 /// # Ok(()) }

@@ -250,59 +250,79 @@ async fn two_relays_at_once_lose_nothing() {
 async fn a_killed_relays_messages_are_delivered_by_another_after_its_lease_expires() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    // A relay that dies mid-batch: it claimed, and never finished.
-    let payloads: Vec<Value> = (0..30).map(|i| json!({ "i": i })).collect();
-    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads])
+    // 60 messages of ~2 KiB: more than a pipe holds (64 KiB).
+    let payloads: Vec<Value> = (0..60)
+        .map(|i| json!({ "i": i, "pad": "x".repeat(2048) }))
+        .collect();
+    let all: HashSet<i64> = c
+        .query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads])
         .await
+        .unwrap()
+        .get::<_, Vec<i64>>(0)
+        .into_iter()
+        .collect();
+
+    // The victim's "broker" (its stdout pipe) is never read: it claims the
+    // batch, blocks mid-publish with the pipe full, and is killed there.
+    let mut victim = Command::new(relay_binary())
+        .args([
+            "--database-url",
+            &db.connstr(),
+            "--lease",
+            "2s",
+            "--batch-size",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
         .unwrap();
-    let mut stuck = RelayProcess::start(&db, &["--lease", "2s", "--batch-size", "30"]);
-    // Freeze it the moment it holds the batch, then kill it.
     wait_until(PATIENCE, || async {
         count(
             &c,
             "SELECT count(*) FROM outbox.messages WHERE lease_token IS NOT NULL",
         )
         .await
-            > 0
-            || count(&c, "SELECT count(*) FROM outbox.messages").await == 0
+            == 60
     })
     .await;
-    let pid = stuck.child.id().unwrap().to_string();
+    let pid = victim.id().unwrap().to_string();
     std::process::Command::new("kill")
         .args(["-KILL", &pid])
         .status()
         .unwrap();
-    stuck.child.wait().await.unwrap();
-    let already = stuck.ids();
-
-    let left: HashSet<i64> = c
-        .query("SELECT id FROM outbox.messages", &[])
+    victim.wait().await.unwrap();
+    // What it had written before it died: delivered, never completed.
+    let mut written = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut victim.stdout.take().unwrap(), &mut written)
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
+        .unwrap();
+    let before_kill: HashSet<i64> = written
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|m| m["id"].as_i64().unwrap())
         .collect();
-    let rescuer = RelayProcess::start(&db, &["--poll-interval", "200ms"]);
-    rescuer.wait_for_ids(&left).await;
-    let all: HashSet<i64> = already.iter().copied().chain(rescuer.ids()).collect();
-    assert_eq!(all.len(), 30, "messages lost after a relay was killed");
-    let redelivered = rescuer
-        .published
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|m| m["attempt"].as_i64() > Some(1))
-        .count();
+    assert!(before_kill.len() < 60, "the victim was not stuck mid-batch");
     assert_eq!(
-        redelivered,
-        left.len(),
-        "every message the killed relay held comes back as attempt 2"
+        count(&c, "SELECT count(*) FROM outbox.messages").await,
+        60,
+        "nothing may be completed"
     );
-    eprintln!(
-        "killed relay: {} published before SIGKILL, {} re-delivered by the rescuer",
-        already.len(),
-        left.len()
+
+    let rescuer = RelayProcess::start(&db, &["--poll-interval", "200ms"]);
+    rescuer.wait_for_ids(&all).await;
+    let published = rescuer.published.lock().unwrap().clone();
+    assert!(
+        published.iter().all(|m| m["attempt"].as_i64() == Some(2)),
+        "a re-delivery counts as attempt 2"
     );
+    wait_until(PATIENCE, || async {
+        count(&c, "SELECT count(*) FROM outbox.messages").await == 0
+    })
+    .await;
+    let duplicates = before_kill.len();
+    eprintln!("killed relay: {duplicates} of 60 written before SIGKILL and written again by the rescuer (at least once); 0 lost");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
