@@ -4,7 +4,9 @@
 //! one JSON object per line.
 
 use clap::{Parser, ValueEnum};
-use outbox_client::{Error, Relay, RelayConfig, StdoutPublisher};
+use outbox_client::{
+    Error, HttpConfig, HttpPublisher, Publisher, Relay, RelayConfig, StdoutPublisher,
+};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 enum PublisherKind {
     /// One JSON object per line on stdout (the embedded default).
     Stdout,
+    /// POST each message as JSON to --http-url (Standard Webhooks signature).
+    Http,
 }
 
 /// Relay messages from a PostgreSQL outbox (CREATE EXTENSION outbox) to a broker.
@@ -23,7 +27,7 @@ enum PublisherKind {
 struct Args {
     /// PostgreSQL connection string: a URL (postgres://user@host:5432/db) or
     /// key=value pairs (host=/var/run/postgresql dbname=app).
-    #[arg(long, env = "OUTBOX_DATABASE_URL")]
+    #[arg(long, env = "OUTBOX_DATABASE_URL", hide_env_values = true)]
     database_url: String,
 
     /// Where messages go.
@@ -63,6 +67,26 @@ struct Args {
     #[arg(long, env = "OUTBOX_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
 
+    /// Webhook URL for --publisher http.
+    #[arg(long, env = "OUTBOX_HTTP_URL", required_if_eq("publisher", "http"))]
+    http_url: Option<String>,
+
+    /// Extra header for every webhook request, as "Name: value"; repeatable.
+    #[arg(
+        long = "http-header",
+        env = "OUTBOX_HTTP_HEADERS",
+        value_delimiter = '\n'
+    )]
+    http_headers: Vec<String>,
+
+    /// Signing secret (raw, or whsec_<base64>); adds webhook-signature.
+    #[arg(long, env = "OUTBOX_HTTP_SECRET", hide_env_values = true)]
+    http_secret: Option<String>,
+
+    /// Timeout of one webhook request.
+    #[arg(long, env = "OUTBOX_HTTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    http_timeout: Duration,
+
     /// Log filter (tracing syntax, e.g. info, outbox_client=debug).
     #[arg(long, env = "OUTBOX_LOG", default_value = "info")]
     log: String,
@@ -86,6 +110,35 @@ fn config(args: &Args) -> Result<RelayConfig, String> {
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
+}
+
+fn http_config(args: &Args) -> Result<HttpConfig, String> {
+    let raw = args
+        .http_url
+        .as_deref()
+        .ok_or("--publisher http needs --http-url")?;
+    let url = raw
+        .parse()
+        .map_err(|e| format!("--http-url {raw:?} is not a URL: {e}"))?;
+    let mut config = HttpConfig::new(url);
+    for header in &args.http_headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("--http-header {header:?} is not \"Name: value\""))?;
+        config
+            .headers
+            .push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    config.secret = args.http_secret.clone();
+    config.timeout = args.http_timeout;
+    Ok(config)
+}
+
+async fn run<P: Publisher>(
+    relay: Result<Relay<P>, Error>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    relay?.run(shutdown).await
 }
 
 /// Cancel on SIGINT or SIGTERM.
@@ -126,12 +179,20 @@ async fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
-    let relay = match args.publisher {
-        PublisherKind::Stdout => Relay::new(config, StdoutPublisher::default()),
-    };
-    let result = match relay {
-        Ok(relay) => relay.run(shutdown).await,
-        Err(e) => Err(e),
+    let result = match args.publisher {
+        PublisherKind::Stdout => {
+            run(Relay::new(config, StdoutPublisher::default()), shutdown).await
+        }
+        PublisherKind::Http => {
+            let publisher = match http_config(&args) {
+                Ok(http) => HttpPublisher::new(http),
+                Err(e) => {
+                    eprintln!("outbox-relay: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            run(publisher.and_then(|p| Relay::new(config, p)), shutdown).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -143,7 +204,10 @@ async fn main() -> ExitCode {
                 _ => "",
             };
             eprintln!("outbox-relay: {e}{advice}");
-            ExitCode::FAILURE
+            match e {
+                Error::Config { .. } => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

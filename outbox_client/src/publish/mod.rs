@@ -1,8 +1,10 @@
 //! Publishers: where the relay sends messages. Each reports, per message,
 //! whether the broker acknowledged it, and if not whether a retry can help.
 
+mod http;
 mod stdout;
 
+pub use http::{HttpConfig, HttpPublisher};
 pub use stdout::StdoutPublisher;
 
 use crate::Message;

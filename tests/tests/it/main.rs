@@ -15,3 +15,4 @@ mod per_key_order;
 mod privileges;
 mod relay;
 mod settle;
+mod webhook;

@@ -32,18 +32,23 @@ fn relay_binary() -> PathBuf {
 }
 
 /// A running `outbox-relay`; killed (SIGKILL) when dropped.
-struct RelayProcess {
+pub(crate) struct RelayProcess {
     child: Child,
     published: Arc<Mutex<Vec<Value>>>,
     log: Arc<Mutex<String>>,
 }
 
 impl RelayProcess {
-    fn start(db: &TestDb, extra: &[&str]) -> RelayProcess {
+    pub(crate) fn start(db: &TestDb, extra: &[&str]) -> RelayProcess {
         let mut child = Command::new(relay_binary())
             .arg("--database-url")
             .arg(db.connstr())
-            .args(["--publisher", "stdout", "--log", "info,outbox_client=debug"])
+            .args(["--log", "info,outbox_client=debug"])
+            .args(if extra.contains(&"--publisher") {
+                &[][..]
+            } else {
+                &["--publisher", "stdout"][..]
+            })
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -86,7 +91,7 @@ impl RelayProcess {
             .collect()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
