@@ -24,6 +24,7 @@ APT_PACKAGES=(
     python3-psycopg2
     "postgresql-${PG_MAJOR}-pgtap"
     make
+    nats-server
 )
 
 say() { printf 'setup: %s\n' "$*"; }

@@ -55,6 +55,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A broker could not be reached or refused the connection at start.
+    #[error("cannot reach {broker}: {message}")]
+    Broker {
+        /// Which broker.
+        broker: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// Any other database error (connection lost, server shutting down, ...).
     #[error("database error: {0}")]
     Db(#[source] tokio_postgres::Error),

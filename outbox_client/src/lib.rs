@@ -42,7 +42,9 @@ mod store;
 mod types;
 
 pub use error::Error;
-pub use publish::{Delivery, HttpConfig, HttpPublisher, Publisher, StdoutPublisher};
+pub use publish::{
+    Delivery, HttpConfig, HttpPublisher, NatsConfig, NatsPublisher, Publisher, StdoutPublisher,
+};
 pub use relay::{Relay, RelayConfig, RelayStats};
 pub use store::Store;
 pub use types::{FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats};

@@ -5,7 +5,8 @@
 
 use clap::{Parser, ValueEnum};
 use outbox_client::{
-    Error, HttpConfig, HttpPublisher, Publisher, Relay, RelayConfig, StdoutPublisher,
+    Error, HttpConfig, HttpPublisher, NatsConfig, NatsPublisher, Publisher, Relay, RelayConfig,
+    StdoutPublisher,
 };
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,6 +18,8 @@ enum PublisherKind {
     Stdout,
     /// POST each message as JSON to --http-url (Standard Webhooks signature).
     Http,
+    /// Publish to NATS JetStream (subject = --nats-subject-prefix + topic).
+    Nats,
 }
 
 /// Relay messages from a PostgreSQL outbox (CREATE EXTENSION outbox) to a broker.
@@ -87,8 +90,20 @@ struct Args {
     #[arg(long, env = "OUTBOX_HTTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     http_timeout: Duration,
 
+    /// NATS server URL(s), comma-separated, for --publisher nats.
+    #[arg(long, env = "OUTBOX_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+
+    /// Prepended to the topic to make the NATS subject.
+    #[arg(long, env = "OUTBOX_NATS_SUBJECT_PREFIX", default_value = "")]
+    nats_subject_prefix: String,
+
+    /// How long to wait for a JetStream acknowledgement.
+    #[arg(long, env = "OUTBOX_NATS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    nats_timeout: Duration,
+
     /// Log filter (tracing syntax, e.g. info, outbox_client=debug).
-    #[arg(long, env = "OUTBOX_LOG", default_value = "info")]
+    #[arg(long, env = "OUTBOX_LOG", default_value = "info,async_nats=warn")]
     log: String,
 }
 
@@ -192,6 +207,17 @@ async fn main() -> ExitCode {
                 }
             };
             run(publisher.and_then(|p| Relay::new(config, p)), shutdown).await
+        }
+        PublisherKind::Nats => {
+            let nats = NatsConfig {
+                url: args.nats_url.clone(),
+                subject_prefix: args.nats_subject_prefix.clone(),
+                timeout: args.nats_timeout,
+            };
+            match NatsPublisher::connect(nats).await {
+                Ok(p) => run(Relay::new(config, p), shutdown).await,
+                Err(e) => Err(e),
+            }
         }
     };
     match result {

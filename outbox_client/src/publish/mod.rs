@@ -2,9 +2,11 @@
 //! whether the broker acknowledged it, and if not whether a retry can help.
 
 mod http;
+mod nats;
 mod stdout;
 
 pub use http::{HttpConfig, HttpPublisher};
+pub use nats::{NatsConfig, NatsPublisher};
 pub use stdout::StdoutPublisher;
 
 use crate::Message;
