@@ -102,6 +102,11 @@ struct Args {
     #[arg(long, env = "OUTBOX_NATS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     nats_timeout: Duration,
 
+    /// Serve Prometheus /metrics, /healthz and /readyz on this address
+    /// (e.g. 127.0.0.1:9187). Default: not served.
+    #[arg(long, env = "OUTBOX_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+
     /// Log filter (tracing syntax, e.g. info, outbox_client=debug).
     #[arg(long, env = "OUTBOX_LOG", default_value = "info,async_nats=warn")]
     log: String,
@@ -120,6 +125,7 @@ fn config(args: &Args) -> Result<RelayConfig, String> {
     config.poll_interval = args.poll_interval;
     config.listen = !args.poll_only;
     config.shutdown_grace = args.shutdown_grace;
+    config.metrics_addr = args.metrics_addr;
     if let Some(owner) = &args.owner {
         config.owner = owner.clone();
     }

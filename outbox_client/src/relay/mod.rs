@@ -16,6 +16,7 @@
 
 mod connect;
 mod doorbell;
+mod observe;
 mod worker;
 
 use crate::publish::Publisher;
@@ -54,6 +55,9 @@ pub struct RelayConfig {
     pub shutdown_grace: Duration,
     /// Longest wait between reconnect attempts. Default: 5 s.
     pub reconnect_max: Duration,
+    /// Where to serve `/metrics` (Prometheus), `/healthz` and `/readyz`;
+    /// `None` serves nothing. Default: `None`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl RelayConfig {
@@ -70,6 +74,7 @@ impl RelayConfig {
             listen: true,
             shutdown_grace: Duration::from_secs(10),
             reconnect_max: Duration::from_secs(5),
+            metrics_addr: None,
         }
     }
 
@@ -181,6 +186,7 @@ pub(crate) struct Shared<P> {
     pub config: Arc<RelayConfig>,
     pub publisher: Arc<P>,
     pub stats: Arc<RelayStats>,
+    pub metrics: Arc<observe::Metrics>,
     pub idle: watch::Sender<usize>,
     pub wake: watch::Sender<u64>,
     pub shutdown: CancellationToken,
@@ -219,6 +225,7 @@ impl<P: Publisher> Relay<P> {
             config: self.config.clone(),
             publisher: self.publisher.clone(),
             stats: self.stats.clone(),
+            metrics: observe::Metrics::new(),
             idle,
             wake,
             shutdown: stop_claiming.clone(),
@@ -240,6 +247,9 @@ impl<P: Publisher> Relay<P> {
         if self.config.listen {
             let shared = shared.clone();
             tracker.spawn(doorbell::run(shared));
+        }
+        if let Some(addr) = self.config.metrics_addr {
+            tracker.spawn(observe::run(shared.clone(), addr));
         }
         tracker.close();
         tracing::info!(owner = %self.config.owner, workers = self.config.concurrency, listen = self.config.listen, "relay started");

@@ -95,6 +95,7 @@ async fn deliver<P: Publisher>(
     batch: Vec<Message>,
 ) -> Result<(), Error> {
     let cfg = &shared.config;
+    let started = std::time::Instant::now();
     let token = batch[0].lease_token;
     let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
     let c = client.as_ref().expect("connected by the caller");
@@ -142,7 +143,9 @@ async fn deliver<P: Publisher>(
             other => failed.push((message.id, other)),
         }
     }
-    settle(shared, client, token, &acked, &failed).await
+    let result = settle(shared, client, token, &batch, &acked, &failed).await;
+    shared.metrics.batch(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Complete what was acknowledged and fail the rest, reconnecting if the
@@ -152,6 +155,7 @@ async fn settle<P>(
     shared: &Shared<P>,
     client: &mut Option<Client>,
     token: LeaseToken,
+    batch: &[Message],
     acked: &[i64],
     failed: &[(i64, Delivery)],
 ) -> Result<(), Error> {
@@ -168,6 +172,8 @@ async fn settle<P>(
             if !completed && !acked.is_empty() {
                 let n = Store.complete(c, acked, token).await?;
                 RelayStats::add(&shared.stats.published, n);
+                let done: Vec<&Message> = batch.iter().filter(|m| acked.contains(&m.id)).collect();
+                shared.metrics.acked(&done);
                 if (n as usize) < acked.len() {
                     tracing::warn!(completed = n, of = acked.len(), "some leases went stale before completion; those messages will be delivered again");
                 }
@@ -180,8 +186,14 @@ async fn settle<P>(
                     Delivery::Acked => unreachable!("acked messages are completed above"),
                 };
                 match Store.fail(c, *id, token, error, retry_in, permanent).await? {
-                    crate::FailOutcome::Dead => RelayStats::add(&shared.stats.dead, 1),
-                    crate::FailOutcome::Retrying { .. } => RelayStats::add(&shared.stats.failed, 1),
+                    crate::FailOutcome::Dead => {
+                        RelayStats::add(&shared.stats.dead, 1);
+                        shared.metrics.failed(topic_of(batch, *id), true);
+                    }
+                    crate::FailOutcome::Retrying { .. } => {
+                        RelayStats::add(&shared.stats.failed, 1);
+                        shared.metrics.failed(topic_of(batch, *id), false);
+                    }
                     crate::FailOutcome::Stale => {}
                 }
                 next_failure += 1;
@@ -234,4 +246,11 @@ async fn ensure_connected_ignoring_shutdown<P>(
     })
     .await?;
     Ok(client.is_some())
+}
+
+fn topic_of(batch: &[Message], id: i64) -> &str {
+    batch
+        .iter()
+        .find(|m| m.id == id)
+        .map_or("", |m| m.topic.as_str())
 }

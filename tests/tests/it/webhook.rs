@@ -24,11 +24,17 @@ struct Sink {
     received: Mutex<Vec<(HeaderMap, Value)>>,
     /// Answer 503 (Retry-After: 1) to this many requests first.
     fail_first: AtomicUsize,
+    /// Take this long to answer (a slow broker).
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 async fn hook(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
     let message: Value = serde_json::from_slice(&body).expect("a JSON body");
     let bad = message["payload"]["bad"].as_bool() == Some(true);
+    let delay = sink.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     sink.received
         .lock()
         .unwrap()
@@ -258,5 +264,86 @@ async fn a_broker_that_is_down_gets_the_messages_once_it_is_back() {
     let received = sink.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1);
     assert!(received[0].1["attempt"].as_i64().unwrap() >= 2);
+    drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_publish_keeps_its_lease_so_no_other_relay_takes_the_message() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let (sink, url) = sink().await;
+    sink.delay_ms.store(2500, Ordering::SeqCst);
+    let args: Vec<String> = [http_args(&url), vec!["--lease".into(), "1s".into()]].concat();
+    let first = start(&db, &args);
+    let second = start(&db, &args);
+    let id = enqueue(&c, "orders", json!({"slow": true})).await;
+    wait_until(PATIENCE, || async {
+        count(&c, "SELECT count(*) FROM outbox.messages").await == 0
+    })
+    .await;
+    let received = sink.received.lock().unwrap().clone();
+    assert_eq!(
+        received.len(),
+        1,
+        "the lease lapsed during a 2.5 s publish with 1 s leases: {received:?}"
+    );
+    assert_eq!(received[0].1["id"].as_i64(), Some(id));
+    assert_eq!(received[0].1["attempt"].as_i64(), Some(1));
+    drop((first, second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_relay_serves_metrics_health_and_readiness() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let relay = RelayProcess::start(
+        &db,
+        &[
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--poll-interval",
+            "200ms",
+        ],
+    );
+    for i in 0..5 {
+        enqueue(&c, "orders", json!({ "i": i })).await;
+    }
+    c.batch_execute("SELECT outbox.enqueue('later', '1', deliver_at => now() + interval '1 hour')")
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let r = http.get(format!("{base}{path}")).send().await.ok()?;
+            Some((r.status().as_u16(), r.text().await.ok()?))
+        }
+    };
+    wait_until(PATIENCE, || async {
+        get("/metrics").await.is_some_and(|(_, body)| {
+            body.contains("outbox_relay_published_total{topic=\"orders\"} 5")
+        })
+    })
+    .await;
+    assert_eq!(get("/healthz").await.map(|r| r.0), Some(200));
+    wait_until(PATIENCE, || async {
+        get("/readyz").await.is_some_and(|r| r.0 == 200)
+    })
+    .await;
+    let (_, body) = get("/metrics").await.unwrap();
+    for want in [
+        "outbox_relay_backlog{state=\"scheduled\",topic=\"later\"} 1",
+        "outbox_relay_end_to_end_lag_seconds_count 5",
+        "outbox_relay_batch_seconds_count",
+        "outbox_relay_database_up 1",
+    ] {
+        assert!(body.contains(want), "/metrics lacks {want}:\n{body}");
+    }
     drop(relay);
 }
