@@ -42,9 +42,13 @@ mod store;
 mod types;
 
 pub use error::Error;
-pub use publish::{
-    Delivery, HttpConfig, HttpPublisher, NatsConfig, NatsPublisher, Publisher, StdoutPublisher,
-};
+pub use publish::{Delivery, Publisher, StdoutPublisher};
+#[cfg(feature = "http")]
+pub use publish::{HttpConfig, HttpPublisher};
+#[cfg(feature = "kafka")]
+pub use publish::{KafkaConfig, KafkaPublisher};
+#[cfg(feature = "nats")]
+pub use publish::{NatsConfig, NatsPublisher};
 pub use relay::{Relay, RelayConfig, RelayStats};
 pub use store::Store;
 pub use types::{FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats};

@@ -5,8 +5,8 @@
 
 use clap::{Parser, ValueEnum};
 use outbox_client::{
-    Error, HttpConfig, HttpPublisher, NatsConfig, NatsPublisher, Publisher, Relay, RelayConfig,
-    StdoutPublisher,
+    Error, HttpConfig, HttpPublisher, KafkaConfig, KafkaPublisher, NatsConfig, NatsPublisher,
+    Publisher, Relay, RelayConfig, StdoutPublisher,
 };
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,6 +20,8 @@ enum PublisherKind {
     Http,
     /// Publish to NATS JetStream (subject = --nats-subject-prefix + topic).
     Nats,
+    /// Produce to Kafka (topic = --kafka-topic-prefix + topic, key = outbox key).
+    Kafka,
 }
 
 /// Relay messages from a PostgreSQL outbox (CREATE EXTENSION outbox) to a broker.
@@ -101,6 +103,26 @@ struct Args {
     /// How long to wait for a JetStream acknowledgement.
     #[arg(long, env = "OUTBOX_NATS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     nats_timeout: Duration,
+
+    /// Kafka bootstrap servers, for --publisher kafka.
+    #[arg(long, env = "OUTBOX_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
+
+    /// Prepended to the topic to make the Kafka topic.
+    #[arg(long, env = "OUTBOX_KAFKA_TOPIC_PREFIX", default_value = "")]
+    kafka_topic_prefix: String,
+
+    /// How long a record may take to be acknowledged.
+    #[arg(long, env = "OUTBOX_KAFKA_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    kafka_timeout: Duration,
+
+    /// Extra librdkafka setting as key=value (e.g. security.protocol=SSL); repeatable.
+    #[arg(
+        long = "kafka-option",
+        env = "OUTBOX_KAFKA_OPTIONS",
+        value_delimiter = '\n'
+    )]
+    kafka_options: Vec<String>,
 
     /// Serve Prometheus /metrics, /healthz and /readyz on this address
     /// (e.g. 127.0.0.1:9187). Default: not served.
@@ -221,6 +243,28 @@ async fn main() -> ExitCode {
                 timeout: args.nats_timeout,
             };
             match NatsPublisher::connect(nats).await {
+                Ok(p) => run(Relay::new(config, p), shutdown).await,
+                Err(e) => Err(e),
+            }
+        }
+        PublisherKind::Kafka => {
+            let mut extra = Vec::new();
+            for option in &args.kafka_options {
+                match option.split_once('=') {
+                    Some((k, v)) => extra.push((k.trim().to_owned(), v.trim().to_owned())),
+                    None => {
+                        eprintln!("outbox-relay: --kafka-option {option:?} is not key=value");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            let kafka = KafkaConfig {
+                bootstrap_servers: args.kafka_brokers.clone(),
+                topic_prefix: args.kafka_topic_prefix.clone(),
+                timeout: args.kafka_timeout,
+                extra,
+            };
+            match KafkaPublisher::connect(kafka).await {
                 Ok(p) => run(Relay::new(config, p), shutdown).await,
                 Err(e) => Err(e),
             }

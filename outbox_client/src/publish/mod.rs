@@ -1,11 +1,19 @@
 //! Publishers: where the relay sends messages. Each reports, per message,
 //! whether the broker acknowledged it, and if not whether a retry can help.
 
+#[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "kafka")]
+mod kafka;
+#[cfg(feature = "nats")]
 mod nats;
 mod stdout;
 
+#[cfg(feature = "http")]
 pub use http::{HttpConfig, HttpPublisher};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaConfig, KafkaPublisher};
+#[cfg(feature = "nats")]
 pub use nats::{NatsConfig, NatsPublisher};
 pub use stdout::StdoutPublisher;
 

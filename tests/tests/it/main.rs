@@ -11,6 +11,7 @@ mod doorbell;
 mod enqueue;
 mod examples;
 mod fail;
+mod kafka;
 mod nats;
 mod per_key_order;
 mod privileges;

@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// target/<profile>/outbox-relay, next to this test binary's deps/ folder.
-fn relay_binary() -> PathBuf {
+pub(crate) fn relay_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let bin = exe
         .parent()

@@ -1,0 +1,168 @@
+//! Kafka: one record per message, keyed by the outbox key so a key's
+//! messages share a partition and keep their order; delivery reports awaited.
+
+use super::{Delivery, Publisher};
+use crate::{Error, Message};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use std::time::Duration;
+
+/// Settings of [`KafkaPublisher`]. Each field's doc ends with its default.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`. Default: `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// Prepended to the topic to make the Kafka topic. Default: empty.
+    pub topic_prefix: String,
+    /// How long one record may take to be acknowledged (`message.timeout.ms`),
+    /// and the metadata check at start. Default: 30 s.
+    pub timeout: Duration,
+    /// Extra librdkafka settings (`security.protocol`, `sasl.*`, ...).
+    /// Default: none.
+    pub extra: Vec<(String, String)>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic_prefix: String::new(),
+            timeout: Duration::from_secs(30),
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// An idempotent producer (`enable.idempotence=true`, `acks=all`): within
+/// one producer session the broker drops retried duplicates and keeps order
+/// per partition. The record key is the outbox key, the value the payload,
+/// and the headers `outbox-id`, `outbox-topic`, `outbox-attempt` and the
+/// message's own. A message counts as delivered when its delivery report
+/// says so.
+///
+/// Records the broker can never take (too large, invalid) are permanent;
+/// every other error is retryable.
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaPublisher")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaPublisher {
+    /// Create the producer and check that the cluster answers.
+    pub async fn connect(config: KafkaConfig) -> Result<Self, Error> {
+        let broker = |message: String| Error::Broker {
+            broker: "Kafka",
+            message,
+        };
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", config.timeout.as_millis().to_string());
+        for (k, v) in &config.extra {
+            client.set(k, v);
+        }
+        let producer: FutureProducer = client.create().map_err(|e| Error::Config {
+            field: "kafka",
+            reason: e.to_string(),
+        })?;
+        let probe = producer.clone();
+        let timeout = config.timeout;
+        tokio::task::spawn_blocking(move || {
+            probe
+                .client()
+                .fetch_metadata(None, Timeout::After(timeout))
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| broker(e.to_string()))?
+        .map_err(|e| broker(format!("{}: {e}", config.bootstrap_servers)))?;
+        Ok(KafkaPublisher {
+            producer,
+            prefix: config.topic_prefix,
+            timeout: config.timeout,
+        })
+    }
+
+    async fn send(&self, m: &Message) -> Delivery {
+        let topic = format!("{}{}", self.prefix, m.topic);
+        let value = serde_json::to_vec(&m.payload).expect("a JSON value serializes");
+        let id = m.id.to_string();
+        let attempt = m.attempt.to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "outbox-id",
+                value: Some(&id),
+            })
+            .insert(Header {
+                key: "outbox-topic",
+                value: Some(&m.topic),
+            })
+            .insert(Header {
+                key: "outbox-attempt",
+                value: Some(&attempt),
+            });
+        if let Some(serde_json::Value::Object(own)) = &m.headers {
+            for (name, value) in own {
+                if let Some(value) = value.as_str() {
+                    headers = headers.insert(Header {
+                        key: name,
+                        value: Some(value),
+                    });
+                }
+            }
+        }
+        let mut record = FutureRecord::to(&topic).payload(&value).headers(headers);
+        if let Some(key) = &m.key {
+            record = record.key(key);
+        }
+        match self
+            .producer
+            .send(record, Timeout::After(self.timeout))
+            .await
+        {
+            Ok(_) => Delivery::Acked,
+            Err((e, _)) => classify(e),
+        }
+    }
+}
+
+fn classify(e: KafkaError) -> Delivery {
+    let error = format!("Kafka: {e}");
+    match e.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::InvalidTopic,
+        ) => Delivery::Permanent { error },
+        _ => Delivery::Retryable {
+            error,
+            retry_after: None,
+        },
+    }
+}
+
+impl Publisher for KafkaPublisher {
+    async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
+        // All records go out at once (the producer batches and pipelines);
+        // the reports come back in order of the batch.
+        let sends: Vec<_> = batch.iter().map(|m| self.send(m)).collect();
+        futures_util::future::join_all(sends).await
+    }
+}

@@ -1,0 +1,138 @@
+//! The Kafka publisher against librdkafka's mock cluster (a real Kafka
+//! protocol implementation, three brokers, run inside the test process).
+
+use crate::common::*;
+use crate::relay::RelayProcess;
+use outbox_tests::{wait_until, TestDb};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// (key, headers, value) of every record of `topic`, read from the start.
+fn consume(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+) -> Vec<(Option<String>, BTreeMap<String, String>, Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "outbox-test")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut out = Vec::new();
+    while out.len() < want && std::time::Instant::now() < deadline {
+        let Some(record) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let record = record.unwrap();
+        let headers = record
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let key = record
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        out.push((
+            key,
+            headers,
+            serde_json::from_slice(record.payload().unwrap()).unwrap(),
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_reach_kafka_keyed_by_the_outbox_key_with_headers_in_key_order() {
+    let cluster = MockCluster::new(3).unwrap();
+    cluster.create_topic("orders.created", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let relay = RelayProcess::start(
+        &db,
+        &[
+            "--publisher",
+            "kafka",
+            "--kafka-brokers",
+            &bootstrap,
+            "--kafka-timeout",
+            "10s",
+            "--poll-interval",
+            "200ms",
+        ],
+    );
+    for i in 0..30 {
+        c.query_one(
+            "SELECT outbox.enqueue('orders.created', $1, key => $2, headers => '{\"trace-id\": \"t-k\"}')",
+            &[&json!({ "i": i }), &format!("order-{}", i % 5)],
+        )
+        .await
+        .unwrap();
+    }
+    wait_until(PATIENCE, || async {
+        count(&c, "SELECT count(*) FROM outbox.messages").await == 0
+    })
+    .await;
+    drop(relay);
+
+    let records = tokio::task::spawn_blocking(move || consume(&bootstrap, "orders.created", 30))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 30, "every message became one record");
+    let mut last_per_key: BTreeMap<String, i64> = BTreeMap::new();
+    for (key, headers, value) in &records {
+        let key = key.clone().expect("the record key is the outbox key");
+        let id: i64 = headers["outbox-id"].parse().unwrap();
+        assert_eq!(headers["outbox-topic"], "orders.created");
+        assert_eq!(headers["trace-id"], "t-k");
+        assert!(
+            value.get("i").is_some(),
+            "the value is the payload: {value}"
+        );
+        if let Some(prev) = last_per_key.insert(key.clone(), id) {
+            assert!(prev < id, "key {key}: {id} after {prev}");
+        }
+    }
+    drop(cluster);
+}
+
+#[tokio::test]
+async fn an_unreachable_kafka_is_a_clear_startup_error() {
+    let db = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = std::process::Command::new(crate::relay::relay_binary())
+        .args(["--database-url", &db.connstr(), "--publisher", "kafka"])
+        .args([
+            "--kafka-brokers",
+            &format!("127.0.0.1:{port}"),
+            "--kafka-timeout",
+            "2s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach Kafka"), "{stderr}");
+}
