@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{Client, GenericClient, Row, Statement};
 
 /// The outbox's SQL API for Rust.
 ///
@@ -29,6 +29,201 @@ pub struct Store;
 /// Postgres intervals travel as text: `"1500 milliseconds"`.
 fn interval(d: Duration) -> String {
     format!("{} microseconds", d.as_micros())
+}
+
+/// A statement as text (parsed on every call) or prepared on this connection.
+#[derive(Clone, Copy)]
+enum Q<'a> {
+    Text(&'static str),
+    Prepared(&'a Statement),
+}
+
+impl Q<'_> {
+    async fn query(
+        self,
+        client: &impl GenericClient,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        Ok(match self {
+            Q::Text(sql) => client.query(sql, params).await?,
+            Q::Prepared(statement) => client.query(statement, params).await?,
+        })
+    }
+
+    async fn one(
+        self,
+        client: &impl GenericClient,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, Error> {
+        Ok(match self {
+            Q::Text(sql) => client.query_one(sql, params).await?,
+            Q::Prepared(statement) => client.query_one(statement, params).await?,
+        })
+    }
+
+    async fn count(
+        self,
+        client: &impl GenericClient,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        let n: i32 = self.one(client, params).await?.get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+async fn claim(
+    q: Q<'_>,
+    client: &impl GenericClient,
+    owner: &str,
+    batch_size: i32,
+    lease: Duration,
+    topics: Option<&[String]>,
+) -> Result<Vec<Message>, Error> {
+    let lease = interval(lease);
+    let rows = q
+        .query(client, &[&owner, &batch_size, &lease, &topics])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Message {
+            id: r.get(0),
+            topic: r.get(1),
+            key: r.get(2),
+            payload: r.get(3),
+            headers: r.get(4),
+            attempt: r.get(5),
+            lease_token: LeaseToken(r.get(6)),
+            lease_expires_at: r.get(7),
+            created_at: r.get(8),
+        })
+        .collect())
+}
+
+async fn fail(
+    q: Q<'_>,
+    client: &impl GenericClient,
+    id: i64,
+    token: LeaseToken,
+    error: &str,
+    retry_in: Option<Duration>,
+    permanent: bool,
+) -> Result<FailOutcome, Error> {
+    let retry_in = retry_in.map(interval);
+    let row = q
+        .one(client, &[&id, &token.0, &error, &retry_in, &permanent])
+        .await?;
+    let state: String = row.get(0);
+    Ok(match state.as_str() {
+        "retrying" => FailOutcome::Retrying {
+            next_attempt_at: row.get(1),
+        },
+        "dead" => FailOutcome::Dead,
+        _ => FailOutcome::Stale,
+    })
+}
+
+/// The relay's statements, prepared once on one connection so each call is
+/// a single round trip (Bind/Execute) instead of Parse + Bind/Execute.
+/// Only valid with the client that prepared them.
+pub(crate) struct Prepared {
+    claim: Statement,
+    complete: Statement,
+    release: Statement,
+    extend: Statement,
+    fail: Statement,
+}
+
+impl Prepared {
+    pub(crate) async fn new(client: &Client) -> Result<Prepared, Error> {
+        let (claim, complete, release, extend, fail) = tokio::try_join!(
+            client.prepare(sql::CLAIM),
+            client.prepare(sql::COMPLETE_BATCH),
+            client.prepare(sql::RELEASE_BATCH),
+            client.prepare(sql::EXTEND_BATCH),
+            client.prepare(sql::FAIL),
+        )?;
+        Ok(Prepared {
+            claim,
+            complete,
+            release,
+            extend,
+            fail,
+        })
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        client: &Client,
+        owner: &str,
+        batch_size: i32,
+        lease: Duration,
+        topics: Option<&[String]>,
+    ) -> Result<Vec<Message>, Error> {
+        claim(
+            Q::Prepared(&self.claim),
+            client,
+            owner,
+            batch_size,
+            lease,
+            topics,
+        )
+        .await
+    }
+
+    pub(crate) async fn complete(
+        &self,
+        client: &Client,
+        ids: &[i64],
+        token: LeaseToken,
+    ) -> Result<u64, Error> {
+        Q::Prepared(&self.complete)
+            .count(client, &[&ids, &token.0])
+            .await
+    }
+
+    pub(crate) async fn release(
+        &self,
+        client: &Client,
+        ids: &[i64],
+        token: LeaseToken,
+    ) -> Result<u64, Error> {
+        Q::Prepared(&self.release)
+            .count(client, &[&ids, &token.0])
+            .await
+    }
+
+    pub(crate) async fn extend(
+        &self,
+        client: &Client,
+        ids: &[i64],
+        token: LeaseToken,
+        lease: Duration,
+    ) -> Result<u64, Error> {
+        Q::Prepared(&self.extend)
+            .count(client, &[&ids, &token.0, &interval(lease)])
+            .await
+    }
+
+    pub(crate) async fn fail(
+        &self,
+        client: &Client,
+        id: i64,
+        token: LeaseToken,
+        error: &str,
+        retry_in: Option<Duration>,
+        permanent: bool,
+    ) -> Result<FailOutcome, Error> {
+        fail(
+            Q::Prepared(&self.fail),
+            client,
+            id,
+            token,
+            error,
+            retry_in,
+            permanent,
+        )
+        .await
+    }
 }
 
 impl Store {
@@ -108,24 +303,15 @@ impl Store {
         lease: Duration,
         topics: Option<&[String]>,
     ) -> Result<Vec<Message>, Error> {
-        let lease = interval(lease);
-        let rows = client
-            .query(sql::CLAIM, &[&owner, &batch_size, &lease, &topics])
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Message {
-                id: r.get(0),
-                topic: r.get(1),
-                key: r.get(2),
-                payload: r.get(3),
-                headers: r.get(4),
-                attempt: r.get(5),
-                lease_token: LeaseToken(r.get(6)),
-                lease_expires_at: r.get(7),
-                created_at: r.get(8),
-            })
-            .collect())
+        claim(
+            Q::Text(sql::CLAIM),
+            client,
+            owner,
+            batch_size,
+            lease,
+            topics,
+        )
+        .await
     }
 
     /// `outbox.complete_batch()`: returns how many the token still held.
@@ -135,7 +321,8 @@ impl Store {
         ids: &[i64],
         token: LeaseToken,
     ) -> Result<u64, Error> {
-        self.count(client, sql::COMPLETE_BATCH, &[&ids, &token.0])
+        Q::Text(sql::COMPLETE_BATCH)
+            .count(client, &[&ids, &token.0])
             .await
     }
 
@@ -146,7 +333,8 @@ impl Store {
         ids: &[i64],
         token: LeaseToken,
     ) -> Result<u64, Error> {
-        self.count(client, sql::RELEASE_BATCH, &[&ids, &token.0])
+        Q::Text(sql::RELEASE_BATCH)
+            .count(client, &[&ids, &token.0])
             .await
     }
 
@@ -158,12 +346,9 @@ impl Store {
         token: LeaseToken,
         lease: Duration,
     ) -> Result<u64, Error> {
-        self.count(
-            client,
-            sql::EXTEND_BATCH,
-            &[&ids, &token.0, &interval(lease)],
-        )
-        .await
+        Q::Text(sql::EXTEND_BATCH)
+            .count(client, &[&ids, &token.0, &interval(lease)])
+            .await
     }
 
     /// `outbox.fail()`: the database schedules the retry or dead-letters it.
@@ -176,18 +361,16 @@ impl Store {
         retry_in: Option<Duration>,
         permanent: bool,
     ) -> Result<FailOutcome, Error> {
-        let retry_in = retry_in.map(interval);
-        let row = client
-            .query_one(sql::FAIL, &[&id, &token.0, &error, &retry_in, &permanent])
-            .await?;
-        let state: String = row.get(0);
-        Ok(match state.as_str() {
-            "retrying" => FailOutcome::Retrying {
-                next_attempt_at: row.get(1),
-            },
-            "dead" => FailOutcome::Dead,
-            _ => FailOutcome::Stale,
-        })
+        fail(
+            Q::Text(sql::FAIL),
+            client,
+            id,
+            token,
+            error,
+            retry_in,
+            permanent,
+        )
+        .await
     }
 
     /// `outbox.stats()`.
@@ -215,15 +398,5 @@ impl Store {
         } else {
             Err(Error::ExtensionMissing)
         }
-    }
-
-    async fn count(
-        &self,
-        client: &impl GenericClient,
-        statement: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, Error> {
-        let n: i32 = client.query_one(statement, params).await?.get(0);
-        Ok(u64::try_from(n).unwrap_or(0))
     }
 }

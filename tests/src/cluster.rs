@@ -104,6 +104,41 @@ impl Cluster {
         }
     }
 
+    /// A cluster of its own, for a test that restarts or stops the server
+    /// (which would break every other test on the shared one). Cleaned up
+    /// like the shared cluster: at exit, or by the watchdog.
+    ///
+    /// # Panics
+    ///
+    /// If the cluster cannot be started, with the failing command's output.
+    pub fn private() -> &'static Cluster {
+        match Cluster::start() {
+            Ok(cluster) => Box::leak(Box::new(cluster)),
+            Err(message) => panic!("{message}"),
+        }
+    }
+
+    /// `pg_ctl restart -m fast`: every connection is terminated and the
+    /// server is accepting connections again when this returns.
+    ///
+    /// # Panics
+    ///
+    /// If the restart fails, with the server log.
+    pub fn restart(&self) {
+        let run_as = RunAs::detect().unwrap_or_else(|e| panic!("{e}"));
+        let mut restart = run_as.command(&self.pg_bin.join("pg_ctl"));
+        restart
+            .args(["restart", "-m", "fast", "-w", "-t", "60", "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_path)
+            .current_dir(&self.base)
+            .stdin(Stdio::null());
+        if let Err(e) = run(&mut restart) {
+            panic!("outbox_tests: restart failed: {e}\n{}", self.log_contents());
+        }
+    }
+
     /// The directory holding the server's unix socket (`.s.PGSQL.<port>`):
     /// libpq's `host`.
     pub fn socket_dir(&self) -> &Path {

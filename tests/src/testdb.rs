@@ -83,8 +83,17 @@ impl TestDb {
         TestDb::create(false).await
     }
 
+    /// A fresh database with the extension in `cluster` (e.g. a
+    /// [`Cluster::private`] one).
+    pub async fn in_cluster(cluster: &'static Cluster) -> TestDb {
+        TestDb::create_in(cluster, true).await
+    }
+
     async fn create(extension: bool) -> TestDb {
-        let cluster = Cluster::shared();
+        TestDb::create_in(Cluster::shared(), extension).await
+    }
+
+    async fn create_in(cluster: &'static Cluster, extension: bool) -> TestDb {
         let name = format!(
             "t_{}_{}",
             COUNTER.fetch_add(1, Ordering::Relaxed),

@@ -1,6 +1,7 @@
 //! Connections: session setup, and reconnecting with capped, jittered
 //! exponential backoff while PostgreSQL is away.
 
+use crate::store::Prepared;
 use crate::{sql, Error};
 use rand::Rng;
 use std::time::Duration;
@@ -81,4 +82,23 @@ where
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A worker's connection with the relay's statements prepared on it.
+pub(crate) struct Conn {
+    pub client: Client,
+    pub prepared: Prepared,
+}
+
+impl Conn {
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+/// [`connect_once`], then prepare the relay's statements on it.
+pub(crate) async fn connect_prepared(db: &tokio_postgres::Config) -> Result<Conn, Error> {
+    let client = connect_once(db).await?;
+    let prepared = Prepared::new(&client).await?;
+    Ok(Conn { client, prepared })
 }

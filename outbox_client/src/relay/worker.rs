@@ -4,17 +4,17 @@
 //! never hands out a message while an older one of its key is unfinished,
 //! and a worker completes a message only after the broker acknowledged it.
 
+use super::connect::Conn;
 use super::{connect, RelayStats, Shared};
 use crate::publish::{Delivery, Publisher};
-use crate::{Error, LeaseToken, Message, Store};
+use crate::{Error, LeaseToken, Message};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::Client;
 
 pub(crate) async fn run<P: Publisher>(n: usize, shared: Arc<Shared<P>>) -> Result<(), Error> {
     let cfg = shared.config.clone();
     let mut wake = shared.wake.subscribe();
-    let mut client: Option<Client> = None;
+    let mut client: Option<Conn> = None;
     let mut idle = false;
     loop {
         if shared.shutdown.is_cancelled() {
@@ -25,9 +25,10 @@ pub(crate) async fn run<P: Publisher>(n: usize, shared: Arc<Shared<P>>) -> Resul
         }
         let c = client.as_ref().expect("connected above");
         wake.borrow_and_update();
-        let batch = match Store
+        let batch = match c
+            .prepared
             .claim(
-                c,
+                &c.client,
                 &cfg.owner,
                 cfg.batch_size,
                 cfg.lease,
@@ -70,10 +71,7 @@ fn set_idle<P>(shared: &Shared<P>, idle: &mut bool, now: bool) {
 }
 
 /// Connect if needed; false when shutdown came first.
-async fn ensure_connected<P>(
-    shared: &Shared<P>,
-    client: &mut Option<Client>,
-) -> Result<bool, Error> {
+async fn ensure_connected<P>(shared: &Shared<P>, client: &mut Option<Conn>) -> Result<bool, Error> {
     if client.as_ref().is_some_and(|c| !c.is_closed()) {
         return Ok(true);
     }
@@ -82,7 +80,7 @@ async fn ensure_connected<P>(
     }
     let cfg = &shared.config;
     *client = connect::with_backoff("connect", cfg.reconnect_max, &shared.shutdown, || {
-        connect::connect_once(&cfg.db)
+        connect::connect_prepared(&cfg.db)
     })
     .await?;
     Ok(client.is_some())
@@ -91,7 +89,7 @@ async fn ensure_connected<P>(
 /// Publish one claimed batch and settle every message of it.
 async fn deliver<P: Publisher>(
     shared: &Shared<P>,
-    client: &mut Option<Client>,
+    client: &mut Option<Conn>,
     batch: Vec<Message>,
 ) -> Result<(), Error> {
     let cfg = &shared.config;
@@ -101,7 +99,7 @@ async fn deliver<P: Publisher>(
     let c = client.as_ref().expect("connected by the caller");
     if shared.shutdown.is_cancelled() {
         // Claimed just as shutdown began and not started: hand it back.
-        if let Ok(n) = Store.release(c, &ids, token).await {
+        if let Ok(n) = c.prepared.release(&c.client, &ids, token).await {
             RelayStats::add(&shared.stats.released, n);
         }
         return Ok(());
@@ -112,7 +110,7 @@ async fn deliver<P: Publisher>(
         let every = cfg.lease / 3;
         loop {
             tokio::time::sleep(every).await;
-            match Store.extend(c, &ids, token, cfg.lease).await {
+            match c.prepared.extend(&c.client, &ids, token, cfg.lease).await {
                 Ok(n) if (n as usize) < ids.len() => {
                     tracing::warn!(held = n, of = ids.len(), "lease partly lost while publishing; another relay may deliver those messages too");
                 }
@@ -153,7 +151,7 @@ async fn deliver<P: Publisher>(
 /// expires, so a reconnect can still finish the batch.
 async fn settle<P>(
     shared: &Shared<P>,
-    client: &mut Option<Client>,
+    client: &mut Option<Conn>,
     token: LeaseToken,
     batch: &[Message],
     acked: &[i64],
@@ -170,7 +168,7 @@ async fn settle<P>(
         let c = client.as_ref().expect("connected above");
         let result: Result<(), Error> = async {
             if !completed && !acked.is_empty() {
-                let n = Store.complete(c, acked, token).await?;
+                let n = c.prepared.complete(&c.client, acked, token).await?;
                 RelayStats::add(&shared.stats.published, n);
                 let done: Vec<&Message> = batch.iter().filter(|m| acked.contains(&m.id)).collect();
                 shared.metrics.acked(&done);
@@ -185,7 +183,7 @@ async fn settle<P>(
                     Delivery::Permanent { error } => (error.as_str(), None, true),
                     Delivery::Acked => unreachable!("acked messages are completed above"),
                 };
-                match Store.fail(c, *id, token, error, retry_in, permanent).await? {
+                match c.prepared.fail(&c.client, *id, token, error, retry_in, permanent).await? {
                     crate::FailOutcome::Dead => {
                         RelayStats::add(&shared.stats.dead, 1);
                         shared.metrics.failed(topic_of(batch, *id), true);
@@ -216,7 +214,7 @@ async fn settle<P>(
 
 async fn ensure_connected_until<P>(
     shared: &Shared<P>,
-    client: &mut Option<Client>,
+    client: &mut Option<Conn>,
     deadline: tokio::time::Instant,
 ) -> Result<bool, Error> {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -234,7 +232,7 @@ async fn ensure_connected_until<P>(
 /// Settling must go on during the soft shutdown phase.
 async fn ensure_connected_ignoring_shutdown<P>(
     shared: &Shared<P>,
-    client: &mut Option<Client>,
+    client: &mut Option<Conn>,
 ) -> Result<bool, Error> {
     if client.as_ref().is_some_and(|c| !c.is_closed()) {
         return Ok(true);
@@ -242,7 +240,7 @@ async fn ensure_connected_ignoring_shutdown<P>(
     let never = tokio_util::sync::CancellationToken::new();
     let cfg = &shared.config;
     *client = connect::with_backoff("reconnect", cfg.reconnect_max, &never, || {
-        connect::connect_once(&cfg.db)
+        connect::connect_prepared(&cfg.db)
     })
     .await?;
     Ok(client.is_some())

@@ -427,3 +427,30 @@ async fn the_relay_explains_a_missing_extension_and_a_bad_url() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("batch_size"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_carries_on_after_postgresql_restarts_under_it() {
+    // A cluster of its own: restarting the shared one would break other tests.
+    let cluster = outbox_tests::Cluster::private();
+    let db = TestDb::in_cluster(cluster).await;
+    let relay = RelayProcess::start(&db, &["--poll-interval", "200ms"]);
+    let before = {
+        let c = db.client().await;
+        enqueue(&c, "orders", json!("before")).await
+    };
+    relay.wait_for_ids(&HashSet::from([before])).await;
+
+    tokio::task::spawn_blocking(move || cluster.restart())
+        .await
+        .unwrap();
+
+    let c = db.client().await;
+    let after = enqueue(&c, "orders", json!("after")).await;
+    relay.wait_for_ids(&HashSet::from([before, after])).await;
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("reconnect") || log.contains("retrying"),
+        "no reconnect in the log:\n{log}"
+    );
+}
