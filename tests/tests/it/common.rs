@@ -117,6 +117,13 @@ pub async fn make_due(c: &Client) {
     .unwrap();
 }
 
+/// How many relays are armed (asleep on the doorbell) in this database. The
+/// database filter matters: every test database is a copy of one template,
+/// so their gate tables share an OID.
+pub const ARMED_RELAYS: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND relation = 'outbox.doorbell_gate'::regclass AND mode = 'ShareLock' AND granted";
+
 /// The SQLSTATE of a failed call, for assertions.
 pub fn sqlstate(e: &Error) -> String {
     e.as_db_error()

@@ -103,7 +103,7 @@ impl RelayProcess {
     }
 
     /// SIGTERM, then the exit status.
-    async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) async fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().expect("running") as i32;
         let _ = std::process::Command::new("kill")
             .arg("-TERM")
@@ -365,10 +365,7 @@ async fn an_idle_relay_is_woken_by_the_doorbell_long_before_its_poll_interval() 
     let c = db.client().await;
     let relay = RelayProcess::start(&db, &["--poll-interval", "10m"]);
     // Wait until it sleeps: armed on the doorbell gate.
-    wait_until(PATIENCE, || async {
-        count(&c, "SELECT count(*) FROM pg_locks WHERE relation = 'outbox.doorbell_gate'::regclass AND mode = 'ShareLock'").await == 1
-    })
-    .await;
+    wait_until(PATIENCE, || async { count(&c, ARMED_RELAYS).await == 1 }).await;
     let started = std::time::Instant::now();
     let id = enqueue(&c, "orders", json!("wake up")).await;
     relay.wait_for_ids(&HashSet::from([id])).await;
@@ -453,4 +450,26 @@ async fn a_relay_carries_on_after_postgresql_restarts_under_it() {
         log.contains("reconnect") || log.contains("retrying"),
         "no reconnect in the log:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poll_only_relay_delivers_without_listening() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let relay = RelayProcess::start(&db, &["--poll-only", "--poll-interval", "300ms"]);
+    let id = enqueue(&c, "orders", json!("polled")).await;
+    relay.wait_for_ids(&HashSet::from([id])).await;
+    let listening = count(
+        &c,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .await;
+    assert_eq!(listening, 0, "a poll-only relay LISTENed");
+    assert_eq!(
+        count(&c, ARMED_RELAYS).await,
+        0,
+        "a poll-only relay armed the doorbell"
+    );
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{log}");
 }

@@ -31,14 +31,15 @@ struct Sink {
 async fn hook(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
     let message: Value = serde_json::from_slice(&body).expect("a JSON body");
     let bad = message["payload"]["bad"].as_bool() == Some(true);
-    let delay = sink.delay_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
+    // Recorded on arrival, before the (slow broker's) delay.
     sink.received
         .lock()
         .unwrap()
         .push((headers.clone(), message));
+    let delay = sink.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     if sink.fail_first.load(Ordering::SeqCst) > 0 {
         sink.fail_first.fetch_sub(1, Ordering::SeqCst);
         return (
@@ -336,14 +337,61 @@ async fn the_relay_serves_metrics_health_and_readiness() {
         get("/readyz").await.is_some_and(|r| r.0 == 200)
     })
     .await;
-    let (_, body) = get("/metrics").await.unwrap();
+    // The backlog gauges follow outbox.stats(), polled every poll interval.
     for want in [
         "outbox_relay_backlog{state=\"scheduled\",topic=\"later\"} 1",
         "outbox_relay_end_to_end_lag_seconds_count 5",
         "outbox_relay_batch_seconds_count",
         "outbox_relay_database_up 1",
     ] {
-        assert!(body.contains(want), "/metrics lacks {want}:\n{body}");
+        wait_until(PATIENCE, || async {
+            get("/metrics")
+                .await
+                .is_some_and(|(_, body)| body.contains(want))
+        })
+        .await;
     }
     drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_mid_publish_finishes_the_batch_and_claims_nothing_more() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let (sink, url) = sink().await;
+    sink.delay_ms.store(1500, Ordering::SeqCst);
+    let args: Vec<String> = [
+        http_args(&url),
+        ["--concurrency", "1", "--batch-size", "5"]
+            .map(str::to_owned)
+            .to_vec(),
+    ]
+    .concat();
+    let relay = start(&db, &args);
+    let payloads: Vec<Value> = (0..10).map(|i| json!({ "i": i })).collect();
+    c.query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads])
+        .await
+        .unwrap();
+    // The first batch of 5 is being POSTed (each answer takes 1.5 s).
+    wait_until(PATIENCE, || async {
+        sink.received.lock().unwrap().len() == 5
+    })
+    .await;
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM outbox.messages").await,
+        5,
+        "the in-flight batch was completed\n{log}"
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM outbox.messages WHERE lease_token IS NULL AND attempt = 0"
+        )
+        .await,
+        5,
+        "nothing more was claimed after SIGTERM\n{log}"
+    );
+    assert_eq!(sink.received.lock().unwrap().len(), 5);
 }
