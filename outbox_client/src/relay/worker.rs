@@ -137,11 +137,11 @@ async fn deliver<P: Publisher>(
         )
     {
         match delivery {
-            Delivery::Acked => acked.push(message.id),
-            other => failed.push((message.id, other)),
+            Delivery::Acked => acked.push(message),
+            other => failed.push((message, other)),
         }
     }
-    let result = settle(shared, client, token, &batch, &acked, &failed).await;
+    let result = settle(shared, client, token, &acked, &failed).await;
     shared.metrics.batch(started.elapsed().as_secs_f64());
     result
 }
@@ -153,9 +153,8 @@ async fn settle<P>(
     shared: &Shared<P>,
     client: &mut Option<Conn>,
     token: LeaseToken,
-    batch: &[Message],
-    acked: &[i64],
-    failed: &[(i64, Delivery)],
+    acked: &[&Message],
+    failed: &[(&Message, Delivery)],
 ) -> Result<(), Error> {
     let cfg = &shared.config;
     let deadline = tokio::time::Instant::now() + cfg.lease;
@@ -168,29 +167,29 @@ async fn settle<P>(
         let c = client.as_ref().expect("connected above");
         let result: Result<(), Error> = async {
             if !completed && !acked.is_empty() {
-                let n = c.prepared.complete(&c.client, acked, token).await?;
+                let ids: Vec<i64> = acked.iter().map(|m| m.id).collect();
+                let n = c.prepared.complete(&c.client, &ids, token).await?;
                 RelayStats::add(&shared.stats.published, n);
-                let done: Vec<&Message> = batch.iter().filter(|m| acked.contains(&m.id)).collect();
-                shared.metrics.acked(&done);
+                shared.metrics.acked(acked);
                 if (n as usize) < acked.len() {
                     tracing::warn!(completed = n, of = acked.len(), "some leases went stale before completion; those messages will be delivered again");
                 }
             }
             completed = true;
-            while let Some((id, delivery)) = failed.get(next_failure) {
+            while let Some((message, delivery)) = failed.get(next_failure) {
                 let (error, retry_in, permanent) = match delivery {
                     Delivery::Retryable { error, retry_after } => (error.as_str(), *retry_after, false),
                     Delivery::Permanent { error } => (error.as_str(), None, true),
                     Delivery::Acked => unreachable!("acked messages are completed above"),
                 };
-                match c.prepared.fail(&c.client, *id, token, error, retry_in, permanent).await? {
+                match c.prepared.fail(&c.client, message.id, token, error, retry_in, permanent).await? {
                     crate::FailOutcome::Dead => {
                         RelayStats::add(&shared.stats.dead, 1);
-                        shared.metrics.failed(topic_of(batch, *id), true);
+                        shared.metrics.failed(&message.topic, true);
                     }
                     crate::FailOutcome::Retrying { .. } => {
                         RelayStats::add(&shared.stats.failed, 1);
-                        shared.metrics.failed(topic_of(batch, *id), false);
+                        shared.metrics.failed(&message.topic, false);
                     }
                     crate::FailOutcome::Stale => {}
                 }
@@ -244,11 +243,4 @@ async fn ensure_connected_ignoring_shutdown<P>(
     })
     .await?;
     Ok(client.is_some())
-}
-
-fn topic_of(batch: &[Message], id: i64) -> &str {
-    batch
-        .iter()
-        .find(|m| m.id == id)
-        .map_or("", |m| m.topic.as_str())
 }
