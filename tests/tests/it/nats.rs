@@ -20,7 +20,9 @@ struct NatsServer {
 }
 
 impl NatsServer {
-    async fn start(port: Option<u16>) -> NatsServer {
+    /// On `port` (any free one if `None`), storing in `store` (a new
+    /// directory if `None`; pass the old one to restart with its streams).
+    async fn start(port: Option<u16>, store: Option<tempfile::TempDir>) -> NatsServer {
         let port = port.unwrap_or_else(|| {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -28,7 +30,7 @@ impl NatsServer {
                 .unwrap()
                 .port()
         });
-        let store = tempfile::tempdir().unwrap();
+        let store = store.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let child = tokio::process::Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store.path())
@@ -118,7 +120,7 @@ fn start(db: &TestDb, args: &[String]) -> RelayProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn messages_reach_jetstream_with_their_id_topic_key_and_headers_in_key_order() {
-    let nats = NatsServer::start(None).await;
+    let nats = NatsServer::start(None, None).await;
     let js = nats.jetstream().await;
     let mut stream = orders_stream(&js).await;
     let db = TestDb::new().await;
@@ -171,7 +173,7 @@ async fn messages_reach_jetstream_with_their_id_topic_key_and_headers_in_key_ord
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jetstream_drops_a_redelivery_of_the_same_outbox_id() {
-    let nats = NatsServer::start(None).await;
+    let nats = NatsServer::start(None, None).await;
     let js = nats.jetstream().await;
     let mut stream = orders_stream(&js).await;
     let db = TestDb::new().await;
@@ -207,7 +209,7 @@ async fn jetstream_drops_a_redelivery_of_the_same_outbox_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_nats_server_that_goes_away_gets_the_messages_when_it_is_back() {
-    let mut nats = NatsServer::start(None).await;
+    let mut nats = NatsServer::start(None, None).await;
     let port = nats.port();
     orders_stream(&nats.jetstream().await).await;
     let db = TestDb::new().await;
@@ -249,19 +251,7 @@ async fn a_nats_server_that_goes_away_gets_the_messages_when_it_is_back() {
 
     // Back on the same port, with the same storage: delivered.
     let store = std::mem::replace(&mut nats._store, tempfile::tempdir().unwrap());
-    let child = tokio::process::Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let back = NatsServer {
-        child,
-        url: nats.url.clone(),
-        _store: store,
-    };
+    let back = NatsServer::start(Some(port), Some(store)).await;
     wait_until(PATIENCE, || async {
         count(&c, "SELECT count(*) FROM outbox.messages").await == 0
     })
