@@ -6,7 +6,11 @@ SHELL := /bin/bash
 TEST_ARGS ?=
 export TEST_ARGS
 
-.PHONY: help setup test demo doorbell-tax fmt
+# make bench QUICK=1: the same report from shorter runs (under 3 minutes)
+QUICK ?=
+export QUICK
+
+.PHONY: help setup test demo bench doorbell-tax fmt
 
 help:
 	@echo "Targets:"
@@ -15,6 +19,8 @@ help:
 	@echo "  test   setup, then fmt check, clippy, pgrx tests, install, cargo test"
 	@echo "         (extra cargo test args: TEST_ARGS='...')"
 	@echo "  demo   setup, then a throwaway PostgreSQL, a producer and outbox-relay end to end"
+	@echo "  bench  setup, then outbox vs raw PostgreSQL, PgQ and pgmq on a throwaway"
+	@echo "         cluster; report in target/bench/ (QUICK=1: under 3 minutes)"
 	@echo "  doorbell-tax  measure what the doorbell trigger costs producers"
 	@echo "                (needs the extension installed: run make test first)"
 	@echo "  fmt    cargo fmt --all"
@@ -27,6 +33,9 @@ test: setup
 
 demo: setup
 	bash scripts/demo.sh
+
+bench: setup
+	bash scripts/bench.sh
 
 doorbell-tax:
 	bash scripts/doorbell-tax.sh

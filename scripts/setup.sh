@@ -25,6 +25,8 @@ APT_PACKAGES=(
     "postgresql-${PG_MAJOR}-pgtap"
     make
     nats-server
+    # make bench's peer (pgmq comes from its crate's embedded SQL instead)
+    "postgresql-${PG_MAJOR}-pgq3"
 )
 
 say() { printf 'setup: %s\n' "$*"; }

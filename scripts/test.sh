@@ -21,7 +21,7 @@ step() { printf '\n== %s ==\n' "$*"; }
 # builds against a PostgreSQL described by ~/.pgrx/config.toml and its test
 # binaries only run under cargo-pgrx. So plain cargo commands name the other
 # packages explicitly, and the extension gets its own pgrx-aware steps.
-PLAIN_PACKAGES=(-p outbox_client -p outbox_tests)
+PLAIN_PACKAGES=(-p outbox_client -p outbox_tests -p outbox_bench)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -44,13 +44,16 @@ if [[ "$(id -u)" -eq 0 ]]; then
 fi
 (cd outbox_ext && cargo pgrx test pg15 "${runas[@]}")
 
-step "cargo pgrx install (system PostgreSQL 15)"
+step "cargo pgrx install --release (system PostgreSQL 15)"
 # Re-installs the normal build over the pg_test build the previous step left in
-# the system directories; the integration tests load it from there.
-(cd outbox_ext && cargo pgrx install --pg-config "$PG_CONFIG")
+# the system directories; the integration tests load it from there. Release,
+# because that is what ships and what `make bench` measures.
+(cd outbox_ext && cargo pgrx install --release --pg-config "$PG_CONFIG")
 
-step "cargo build (outbox-relay, which the integration tests run)"
+step "cargo build (outbox-relay, which the integration tests run; outbox-bench)"
 cargo build -p outbox_client --bins
+# Built here so that `make bench` after `make test` starts measuring at once.
+cargo build --release -p outbox_bench
 
 step "cargo test (client, integration tests)"
 # Deliberate word splitting: TEST_ARGS is a command-line fragment.

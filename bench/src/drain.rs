@@ -1,0 +1,335 @@
+//! W2: draining a pre-filled backlog.
+//!
+//! Every system drains the same payload at the same batch sizes and
+//! concurrency: the outbox with its real relay and a publisher that
+//! acknowledges at once; raw PostgreSQL with `DELETE ... FOR UPDATE SKIP
+//! LOCKED`; pgmq with `read` + `delete`; PgQ with `next_batch` /
+//! `get_batch_events` / `finish_batch` (one consumer: PgQ batches are per
+//! consumer, so PgQ runs at concurrency 1 only).
+//!
+//! A rate is taken between 10% and 100% of the slice, so connecting and
+//! preparing are outside it for every system alike.
+
+use crate::load::{connect, wal_position, Throughput};
+use crate::ops::{payload, System};
+use anyhow::{bail, Context, Result};
+use outbox_client::{Delivery, Message, Publisher, Relay, RelayConfig};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, Config};
+use tokio_util::sync::CancellationToken;
+
+/// (batch size, concurrency) of each drain run.
+pub const CONFIGS: [(i32, usize); 9] = [
+    (10, 1),
+    (10, 2),
+    (10, 4),
+    (100, 1),
+    (100, 2),
+    (100, 4),
+    (1000, 1),
+    (1000, 2),
+    (1000, 4),
+];
+
+/// Extra backlog so that overshoot (batches in flight when a slice is done)
+/// never empties it.
+const MARGIN: i64 = 50_000;
+
+/// Messages per enqueue/send call while pre-filling.
+const FILL_CHUNK: i32 = 10_000;
+
+const FILL_RAW: &str = "INSERT INTO bench.raw_messages (topic, payload, max_attempts) \
+    SELECT 'bench', $1::jsonb, 20 FROM generate_series(1, $2::int)";
+const FILL_OUTBOX: &str =
+    "SELECT cardinality(outbox.enqueue_batch('bench', array_fill($1::jsonb, ARRAY[$2::int])))";
+const FILL_PGMQ: &str =
+    "SELECT count(*) FROM pgmq.send_batch('bench', array_fill($1::jsonb, ARRAY[$2::int]))";
+/// PgQ's batch is whatever lies between two ticks, so its batch size is
+/// fixed when the backlog is written: a tick after every `per_tick` events
+/// (`ticker_max_count` 1 makes `pgq.ticker` tick whenever called after new
+/// events; it is called only at the chunk boundaries).
+const PGQ_FILL_PROC: &str = "
+CREATE PROCEDURE bench.pgq_fill(n int, per_tick int, ev text) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgq.set_queue_config('bench', 'ticker_max_count', '1');
+    COMMIT;
+    FOR i IN 1 .. n / per_tick LOOP
+        PERFORM pgq.insert_event('bench', 'bench', ev) FROM generate_series(1, per_tick);
+        COMMIT;
+        IF pgq.ticker('bench') IS NULL THEN
+            RAISE EXCEPTION 'pgq.ticker made no tick after % events', per_tick;
+        END IF;
+        COMMIT;
+    END LOOP;
+END $$;";
+
+/// Fill every system's backlog: `slice` messages per configuration.
+pub async fn prefill(admin: &Client, slice: i64) -> Result<()> {
+    // Filling is not measured: no need to wait for each commit's flush.
+    admin.batch_execute("SET synchronous_commit = off").await?;
+    let total = slice * CONFIGS.len() as i64 + MARGIN;
+    let p = payload();
+    admin
+        .execute(FILL_RAW, &[&p, &i32::try_from(total)?])
+        .await?;
+    for fill in [FILL_OUTBOX, FILL_PGMQ] {
+        let stmt = admin.prepare(fill).await?;
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(i64::from(FILL_CHUNK)) as i32;
+            admin.query_one(&stmt, &[&p, &n]).await?;
+            left -= i64::from(n);
+        }
+    }
+    admin.batch_execute(PGQ_FILL_PROC).await?;
+    let text = p.to_string();
+    let fill = admin
+        .prepare("CALL bench.pgq_fill($1, $2, $3)")
+        .await
+        .context("preparing the PgQ fill")?;
+    for (batch, _) in CONFIGS.iter().filter(|(_, c)| *c == 1) {
+        admin
+            .execute(&fill, &[&i32::try_from(slice)?, batch, &text])
+            .await
+            .context("filling PgQ")?;
+    }
+    admin.batch_execute("RESET synchronous_commit").await?;
+    settle(admin).await
+}
+
+/// Between runs: vacuum what the last run left dead, and checkpoint, so no
+/// run pays for another's leftovers.
+pub async fn settle(admin: &Client) -> Result<()> {
+    // One statement per call: VACUUM refuses to run in the implicit
+    // transaction of a multi-statement query.
+    for sql in [
+        "VACUUM ANALYZE bench.raw_messages, outbox.messages, pgmq.q_bench",
+        "CHECKPOINT",
+    ] {
+        admin.batch_execute(sql).await?;
+    }
+    Ok(())
+}
+
+/// Counts drained messages and times the 10%..100% window of a slice.
+struct Meter {
+    drained: Arc<AtomicU64>,
+    target: u64,
+}
+
+impl Meter {
+    /// Wait until `target` are drained; the rate over the measured window.
+    /// Fails if nothing moves for 30 s (the backlog ran out, or a drainer
+    /// died).
+    async fn watch(&self) -> Result<(f64, u64)> {
+        let from = self.target / 10;
+        let mut start: Option<(Instant, u64)> = None;
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            let n = self.drained.load(Ordering::Relaxed);
+            let now = Instant::now();
+            if n != last.1 {
+                last = (now, n);
+            } else if now - last.0 > Duration::from_secs(30) {
+                bail!("drain stalled at {n} of {} messages", self.target);
+            }
+            if start.is_none() && n >= from {
+                start = Some((now, n));
+            }
+            if n >= self.target {
+                let (t0, n0) = start.expect("set before the end");
+                let secs = (now - t0).as_secs_f64().max(1e-6);
+                return Ok((secs, n - n0));
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+    }
+}
+
+/// Acknowledges every message at once, counting them.
+struct Discard {
+    acked: Arc<AtomicU64>,
+}
+
+impl Publisher for Discard {
+    async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
+        self.acked.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch.iter().map(|_| Delivery::Acked).collect()
+    }
+}
+
+/// Drain `slice` messages from `system` with `batch` x `concurrency`.
+pub async fn run(
+    db: &Config,
+    admin: &Client,
+    system: System,
+    batch: i32,
+    concurrency: usize,
+    slice: u64,
+) -> Result<Throughput> {
+    let drained = Arc::new(AtomicU64::new(0));
+    let meter = Meter {
+        drained: drained.clone(),
+        target: slice,
+    };
+    let wal0 = wal_position(admin).await?;
+    let (secs, rows) = match system {
+        System::Outbox => {
+            let mut cfg = RelayConfig::new(db.clone());
+            cfg.batch_size = batch;
+            cfg.concurrency = concurrency;
+            cfg.poll_interval = Duration::from_secs(1);
+            // Messages count once completed, as for the others once deleted:
+            // the publisher's count would run ahead of the database.
+            let relay = Relay::new(
+                cfg,
+                Discard {
+                    acked: Arc::new(AtomicU64::new(0)),
+                },
+            )?;
+            let stats = relay.stats();
+            let stop = CancellationToken::new();
+            let handle = tokio::spawn(relay.run(stop.clone()));
+            let mirror = {
+                let drained = drained.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    while !stop.is_cancelled() {
+                        drained.store(stats.published.load(Ordering::Relaxed), Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                    }
+                })
+            };
+            let measured = meter.watch().await;
+            stop.cancel();
+            handle.await??;
+            mirror.await?;
+            measured?
+        }
+        System::Raw | System::Pgmq => {
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency {
+                let client = connect(db).await?;
+                let drained = drained.clone();
+                tasks.push(tokio::spawn(async move {
+                    let drainer = Drainer::new(&client, system).await?;
+                    while drained.load(Ordering::Relaxed) < slice {
+                        let Some(n) = drainer.one_batch(&client, batch).await? else {
+                            break;
+                        };
+                        drained.fetch_add(n, Ordering::Relaxed);
+                    }
+                    anyhow::Ok(())
+                }));
+            }
+            let measured = meter.watch().await;
+            for t in tasks {
+                t.await??;
+            }
+            measured?
+        }
+        System::Pgq => {
+            if concurrency != 1 {
+                bail!("PgQ batches belong to one consumer: concurrency 1 only");
+            }
+            let client = connect(db).await?;
+            let task = {
+                let drained = drained.clone();
+                tokio::spawn(async move {
+                    let drainer = Drainer::new(&client, system).await?;
+                    while drained.load(Ordering::Relaxed) < slice {
+                        let Some(n) = drainer.one_batch(&client, batch).await? else {
+                            break;
+                        };
+                        drained.fetch_add(n, Ordering::Relaxed);
+                    }
+                    anyhow::Ok(())
+                })
+            };
+            let measured = meter.watch().await;
+            task.await??;
+            measured?
+        }
+    };
+    let wal_bytes = wal_position(admin).await? - wal0;
+    let all = drained.load(Ordering::Relaxed);
+    Ok(Throughput {
+        secs,
+        txs: 0,
+        rows,
+        // WAL per drained message, over everything this run drained.
+        wal_bytes: (wal_bytes as f64 * rows as f64 / all.max(1) as f64) as i64,
+    })
+}
+
+/// One drainer's prepared statements.
+enum Drainer {
+    Raw(tokio_postgres::Statement),
+    Pgmq(tokio_postgres::Statement, tokio_postgres::Statement),
+    Pgq(
+        tokio_postgres::Statement,
+        tokio_postgres::Statement,
+        tokio_postgres::Statement,
+    ),
+}
+
+impl Drainer {
+    async fn new(c: &Client, system: System) -> Result<Drainer> {
+        Ok(match system {
+            // What a hand-rolled outbox relay does, minus leases and retries:
+            // the ceiling for taking rows out of a table.
+            System::Raw => Drainer::Raw(
+                c.prepare(
+                    "DELETE FROM bench.raw_messages WHERE id = ANY(ARRAY(\
+                         SELECT id FROM bench.raw_messages ORDER BY id \
+                         LIMIT $1::int FOR UPDATE SKIP LOCKED)) \
+                     RETURNING id, topic, key, payload, headers, attempt",
+                )
+                .await?,
+            ),
+            System::Pgmq => Drainer::Pgmq(
+                c.prepare("SELECT msg_id, message FROM pgmq.read('bench', 30, $1::int)")
+                    .await?,
+                c.prepare("SELECT count(*) FROM pgmq.delete('bench', $1::bigint[])")
+                    .await?,
+            ),
+            System::Pgq => Drainer::Pgq(
+                c.prepare("SELECT pgq.next_batch('bench', 'bench')").await?,
+                c.prepare("SELECT ev_id, ev_data FROM pgq.get_batch_events($1)")
+                    .await?,
+                c.prepare("SELECT pgq.finish_batch($1)").await?,
+            ),
+            System::Outbox => bail!("the outbox drains through its relay"),
+        })
+    }
+
+    /// Take one batch out: how many messages it held, `None` when the
+    /// backlog is gone.
+    async fn one_batch(&self, c: &Client, batch: i32) -> Result<Option<u64>> {
+        let n = match self {
+            Drainer::Raw(delete) => c.query(delete, &[&batch]).await?.len() as u64,
+            Drainer::Pgmq(read, delete) => {
+                let rows = c.query(read, &[&batch]).await?;
+                let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+                if ids.is_empty() {
+                    0
+                } else {
+                    let deleted: i64 = c.query_one(delete, &[&ids]).await?.get(0);
+                    deleted as u64
+                }
+            }
+            Drainer::Pgq(next, events, finish) => {
+                let Some(batch_id): Option<i64> = c.query_one(next, &[]).await?.get(0) else {
+                    return Ok(None);
+                };
+                let n = c.query(events, &[&batch_id]).await?.len() as u64;
+                c.execute(finish, &[&batch_id]).await?;
+                // A PgQ batch may be empty (a tick without events).
+                return Ok(Some(n));
+            }
+        };
+        Ok((n > 0).then_some(n))
+    }
+}

@@ -1,0 +1,196 @@
+//! Every statement the benchmark times, for each system, in one place: what
+//! is compared with what is read off this file.
+//!
+//! All systems get the same payload and the same batch sizes; each uses its
+//! own documented API (PgQ `insert_event`, pgmq `send`/`send_batch`), and
+//! "raw" is a plain table of the outbox table's shape.
+
+use anyhow::Result;
+use serde_json::Value;
+use std::collections::HashMap;
+use tokio_postgres::{Client, Statement};
+
+/// Who is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum System {
+    /// PostgreSQL itself: plain INSERT / DELETE on `bench.raw_messages`.
+    Raw,
+    /// This project's extension.
+    Outbox,
+    /// PgQ (Debian's postgresql-15-pgq3).
+    Pgq,
+    /// pgmq (the pgmq crate's embedded SQL).
+    Pgmq,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Raw => "raw",
+            System::Outbox => "outbox",
+            System::Pgq => "pgq",
+            System::Pgmq => "pgmq",
+        }
+    }
+}
+
+/// What one producer transaction writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Write {
+    /// One message, one transaction.
+    Single,
+    /// [`BATCH`] messages in one statement, one transaction.
+    Batch,
+    /// A business row and one message in one transaction (the outbox's use).
+    WithBusinessRow,
+}
+
+impl Write {
+    pub fn name(self) -> &'static str {
+        match self {
+            Write::Single => "single",
+            Write::Batch => "batch",
+            Write::WithBusinessRow => "business_row",
+        }
+    }
+}
+
+/// Messages per batch write.
+pub const BATCH: usize = 100;
+
+/// The message body every system carries: a typical order event (~230 bytes).
+pub fn payload() -> Value {
+    serde_json::json!({
+        "type": "order.created",
+        "order_id": 1_234_567,
+        "customer_id": "c-0042-7781",
+        "total": "99.50",
+        "currency": "EUR",
+        "items": [
+            {"sku": "A-100", "qty": 2, "price": "19.75"},
+            {"sku": "B-220", "qty": 1, "price": "60.00"}
+        ],
+        "created_at": "2026-11-29T12:00:00Z"
+    })
+}
+
+/// Tables and queues shared by all runs. The raw table copies the outbox
+/// table's columns, constraints, indexes and storage options, so "raw" is
+/// what the same rows cost without the extension.
+pub const SCHEMA: &str = "
+CREATE SCHEMA bench;
+CREATE TABLE bench.raw_messages (LIKE outbox.messages INCLUDING ALL)
+    WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000);
+CREATE TABLE bench.orders (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer text NOT NULL,
+    total numeric NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);";
+
+fn sql(system: System, write: Write) -> Option<&'static str> {
+    Some(match (system, write) {
+        (System::Raw, Write::Single | Write::WithBusinessRow) => {
+            "INSERT INTO bench.raw_messages (topic, payload, max_attempts) VALUES ('bench', $1, 20)"
+        }
+        (System::Raw, Write::Batch) => {
+            "INSERT INTO bench.raw_messages (topic, payload, max_attempts) \
+             SELECT 'bench', p, 20 FROM unnest($1::jsonb[]) AS p"
+        }
+        (System::Outbox, Write::Single | Write::WithBusinessRow) => {
+            "SELECT outbox.enqueue('bench', $1::jsonb)"
+        }
+        (System::Outbox, Write::Batch) => "SELECT outbox.enqueue_batch('bench', $1::jsonb[])",
+        (System::Pgq, Write::Single) => "SELECT pgq.insert_event('bench', 'bench', $1::text)",
+        (System::Pgq, Write::Batch) => {
+            "SELECT count(pgq.insert_event('bench', 'bench', e)) FROM unnest($1::text[]) AS e"
+        }
+        (System::Pgmq, Write::Single) => "SELECT pgmq.send('bench', $1::jsonb)",
+        (System::Pgmq, Write::Batch) => {
+            "SELECT count(*) FROM pgmq.send_batch('bench', $1::jsonb[])"
+        }
+        (System::Pgq | System::Pgmq, Write::WithBusinessRow) => return None,
+    })
+}
+
+const INSERT_ORDER: &str =
+    "INSERT INTO bench.orders (customer, total) VALUES ('c-0042-7781', 99.50)";
+
+/// The payload in every form the statements take.
+pub struct Payload {
+    json: Value,
+    text: String,
+    json_batch: Vec<Value>,
+    text_batch: Vec<String>,
+}
+
+impl Payload {
+    pub fn new() -> Payload {
+        let json = payload();
+        let text = json.to_string();
+        Payload {
+            json_batch: vec![json.clone(); BATCH],
+            text_batch: vec![text.clone(); BATCH],
+            json,
+            text,
+        }
+    }
+}
+
+/// A producer connection with every write statement prepared.
+pub struct Producer {
+    pub client: Client,
+    statements: HashMap<(System, Write), Statement>,
+    insert_order: Statement,
+}
+
+impl Producer {
+    /// Prepare the statements of `systems` on `client`.
+    pub async fn new(client: Client, systems: &[System]) -> Result<Producer> {
+        let mut statements = HashMap::new();
+        for &system in systems {
+            for write in [Write::Single, Write::Batch, Write::WithBusinessRow] {
+                if let Some(text) = sql(system, write) {
+                    statements.insert((system, write), client.prepare(text).await?);
+                }
+            }
+        }
+        let insert_order = client.prepare(INSERT_ORDER).await?;
+        Ok(Producer {
+            client,
+            statements,
+            insert_order,
+        })
+    }
+
+    /// One producer transaction; returns the messages it wrote.
+    pub async fn write(&self, system: System, write: Write, p: &Payload) -> Result<u64> {
+        let stmt = &self.statements[&(system, write)];
+        let c = &self.client;
+        match (write, system) {
+            (Write::Single, System::Pgq) => {
+                c.query_one(stmt, &[&p.text]).await?;
+                Ok(1)
+            }
+            (Write::Single, _) => {
+                c.execute(stmt, &[&p.json]).await?;
+                Ok(1)
+            }
+            (Write::Batch, System::Pgq) => {
+                c.query_one(stmt, &[&p.text_batch]).await?;
+                Ok(BATCH as u64)
+            }
+            (Write::Batch, _) => {
+                c.execute(stmt, &[&p.json_batch]).await?;
+                Ok(BATCH as u64)
+            }
+            (Write::WithBusinessRow, _) => {
+                c.batch_execute("BEGIN").await?;
+                c.execute(&self.insert_order, &[]).await?;
+                c.execute(stmt, &[&p.json]).await?;
+                c.batch_execute("COMMIT").await?;
+                Ok(1)
+            }
+        }
+    }
+}

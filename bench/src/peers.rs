@@ -1,0 +1,76 @@
+//! Installing the systems under test and putting each back to empty
+//! between runs.
+
+use crate::cluster::Cluster;
+use crate::ops::{System, SCHEMA};
+use anyhow::{Context, Result};
+use tokio_postgres::Client;
+
+/// Create the database's extensions, the peers' queues and the raw tables.
+pub async fn install(cluster: &Cluster, client: &Client) -> Result<()> {
+    client
+        .batch_execute("CREATE EXTENSION outbox")
+        .await
+        .context("CREATE EXTENSION outbox (is it installed? `make test` installs it)")?;
+    client.batch_execute("CREATE EXTENSION pgq").await.context(
+        "CREATE EXTENSION pgq (package postgresql-15-pgq3; scripts/bench.sh installs it)",
+    )?;
+    // pgmq as its crate installs it: the SQL embedded in the crate, applied
+    // through the crate's own installer.
+    let options = sqlx::postgres::PgConnectOptions::new()
+        .socket(cluster.dir())
+        .port(Cluster::PORT)
+        .username("postgres")
+        .database("bench");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .context("connecting pgmq's installer")?;
+    let pgmq = pgmq::PGMQueueExt::new_with_pool(pool).await;
+    pgmq.install_sql_from_embedded()
+        .await
+        .context("installing pgmq from the pgmq crate's embedded SQL")?;
+    pgmq.connection.close().await;
+    client.batch_execute(SCHEMA).await?;
+    for system in [System::Pgq, System::Pgmq] {
+        reset(client, system).await?;
+    }
+    Ok(())
+}
+
+/// The version string of each peer, for the report.
+pub async fn versions(client: &Client) -> Result<Vec<(String, String)>> {
+    let rows = client
+        .query(
+            "SELECT extname, extversion FROM pg_extension WHERE extname IN ('outbox', 'pgq') \
+             UNION ALL SELECT 'pgmq', (SELECT version FROM pgmq.__pgmq_migrations \
+             ORDER BY run_at DESC LIMIT 1) ORDER BY 1",
+            &[],
+        )
+        .await
+        .or_else(|_| Ok::<_, tokio_postgres::Error>(Vec::new()))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Empty `system`'s queue (and the business table), so every run starts
+/// from the same state.
+pub async fn reset(client: &Client, system: System) -> Result<()> {
+    let sql = match system {
+        System::Raw => "TRUNCATE bench.raw_messages, bench.orders",
+        System::Outbox => "TRUNCATE outbox.messages, bench.orders",
+        System::Pgq => {
+            "SELECT pgq.drop_queue(queue_name, true) FROM pgq.queue WHERE queue_name = 'bench';
+             SELECT pgq.create_queue('bench');
+             SELECT pgq.register_consumer('bench', 'bench');"
+        }
+        System::Pgmq => {
+            "SELECT pgmq.drop_queue(queue_name) FROM pgmq.meta WHERE queue_name = 'bench';
+             SELECT pgmq.create('bench');"
+        }
+    };
+    client
+        .batch_execute(sql)
+        .await
+        .with_context(|| format!("resetting {}", system.name()))
+}
