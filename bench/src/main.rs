@@ -79,11 +79,11 @@ const QUICK: Plan = Plan {
 const FULL: Plan = Plan {
     name: "full",
     rounds: 3,
-    run: Duration::from_secs(5),
+    run: Duration::from_secs(4),
     drain_slice: 111_000,
     steady: Duration::from_secs(300),
     saturated: Duration::from_secs(60),
-    held: Duration::from_secs(300),
+    held: Duration::from_secs(180),
     fsync_secs: 2,
 };
 
