@@ -208,7 +208,10 @@ pub async fn run(
             mirror.await?;
             measured?
         }
-        System::Raw | System::Pgmq => {
+        System::Raw | System::Pgmq | System::Pgq => {
+            if system == System::Pgq && concurrency != 1 {
+                bail!("PgQ batches belong to one consumer: concurrency 1 only");
+            }
             let mut tasks = Vec::new();
             for _ in 0..concurrency {
                 let client = connect(db).await?;
@@ -228,28 +231,6 @@ pub async fn run(
             for t in tasks {
                 t.await??;
             }
-            measured?
-        }
-        System::Pgq => {
-            if concurrency != 1 {
-                bail!("PgQ batches belong to one consumer: concurrency 1 only");
-            }
-            let client = connect(db).await?;
-            let task = {
-                let drained = drained.clone();
-                tokio::spawn(async move {
-                    let drainer = Drainer::new(&client, system).await?;
-                    while drained.load(Ordering::Relaxed) < slice {
-                        let Some(n) = drainer.one_batch(&client, batch).await? else {
-                            break;
-                        };
-                        drained.fetch_add(n, Ordering::Relaxed);
-                    }
-                    anyhow::Ok(())
-                })
-            };
-            let measured = meter.watch().await;
-            task.await??;
             measured?
         }
     };

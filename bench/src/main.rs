@@ -176,16 +176,16 @@ async fn produce(
                 for system in systems {
                     let t =
                         timed(admin, &producers[..clients], system, write, &payload, plan).await?;
-                    results.push(Measurement {
-                        workload: "W0/W1",
+                    results.push(Measurement::new(
+                        "W0/W1",
                         system,
-                        op: write.name(),
+                        write.name(),
                         clients,
-                        batch: if write == Write::Batch { ops::BATCH } else { 1 },
+                        if write == Write::Batch { ops::BATCH } else { 1 },
                         round,
-                        per_sec: t.rows_per_sec(),
-                        wal_per_message: t.wal_per_row(),
-                    });
+                        t.rows_per_sec(),
+                        t.wal_per_row(),
+                    ));
                 }
                 progress.say(format_args!(
                     "W1 round {round}/{}: {} x{clients}: raw {:.0}, outbox {:.0}, pgq {:.0}, pgmq {:.0} msg/s",
@@ -201,16 +201,16 @@ async fn produce(
         let mid = &producers[..MID_CLIENTS];
         for system in [System::Raw, System::Outbox] {
             let t = timed(admin, mid, system, Write::WithBusinessRow, &payload, plan).await?;
-            results.push(Measurement {
-                workload: "W1",
+            results.push(Measurement::new(
+                "W1",
                 system,
-                op: Write::WithBusinessRow.name(),
-                clients: MID_CLIENTS,
-                batch: 1,
+                Write::WithBusinessRow.name(),
+                MID_CLIENTS,
+                1,
                 round,
-                per_sec: t.tx_per_sec(),
-                wal_per_message: t.wal_per_row(),
-            });
+                t.tx_per_sec(),
+                t.wal_per_row(),
+            ));
         }
         // Doorbell: "busy" (installed, no relay asleep) is the single-write
         // figure above; here the trigger disabled, and a relay asleep.
@@ -238,16 +238,16 @@ async fn produce(
             .batch_execute("UNLISTEN *; SELECT outbox.doorbell_disarm()")
             .await?;
         for (op, t) in [("doorbell_off", off), ("doorbell_asleep", asleep?)] {
-            results.push(Measurement {
-                workload: "W1",
-                system: System::Outbox,
+            results.push(Measurement::new(
+                "W1",
+                System::Outbox,
                 op,
-                clients: MID_CLIENTS,
-                batch: 1,
+                MID_CLIENTS,
+                1,
                 round,
-                per_sec: t.tx_per_sec(),
-                wal_per_message: t.wal_per_row(),
-            });
+                t.tx_per_sec(),
+                t.wal_per_row(),
+            ));
         }
         progress.say(format_args!(
             "W1 round {round}/{}: business row, doorbell off/asleep done",
@@ -316,16 +316,16 @@ async fn drain_all(
             })?;
             drain::settle(admin).await?;
             line += &format!(" {} {:.0}", system.name(), t.rows_per_sec());
-            results.push(Measurement {
-                workload: "W2",
+            results.push(Measurement::new(
+                "W2",
                 system,
-                op: "drain",
-                clients: concurrency,
-                batch: batch as usize,
-                round: 1,
-                per_sec: t.rows_per_sec(),
-                wal_per_message: t.wal_per_row(),
-            });
+                "drain",
+                concurrency,
+                batch as usize,
+                1,
+                t.rows_per_sec(),
+                t.wal_per_row(),
+            ));
         }
         progress.say(line + " msg/s");
     }

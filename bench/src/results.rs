@@ -24,6 +24,29 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    #[allow(clippy::too_many_arguments)] // one per column of the report
+    pub fn new(
+        workload: &'static str,
+        system: System,
+        op: &'static str,
+        clients: usize,
+        batch: usize,
+        round: usize,
+        per_sec: f64,
+        wal_per_message: f64,
+    ) -> Measurement {
+        Measurement {
+            workload,
+            system,
+            op,
+            clients,
+            batch,
+            round,
+            per_sec,
+            wal_per_message,
+        }
+    }
+
     pub fn json(&self) -> Value {
         json!({
             "workload": self.workload,

@@ -212,12 +212,7 @@ pub async fn run(db: &Config, admin: &Client, spec: &Spec) -> Result<Value> {
                 "seconds": to - from,
                 "produced_per_sec": produced as f64 / (to - from),
                 "published_per_sec": published as f64 / (to - from),
-                "latency_ms": {
-                    "p50": percentile(&lat, 0.50),
-                    "p99": percentile(&lat, 0.99),
-                    "p99_9": percentile(&lat, 0.999),
-                    "max": lat.last().copied().unwrap_or(0.0),
-                },
+                "latency_ms": latency_json(&lat),
                 "depth_max": max(|s| s.depth),
                 "dead_tuples_max": max(|s| s.dead),
                 "dead_tuples_last": window.last().map(|s| s.dead).unwrap_or(0),
@@ -247,12 +242,7 @@ pub async fn run(db: &Config, admin: &Client, spec: &Spec) -> Result<Value> {
         "produced": commits.len(),
         "produced_per_sec": commits.len() as f64 / produced_secs,
         "published_per_sec": published_in_run as f64 / spec.duration.as_secs_f64(),
-        "latency_ms": {
-            "p50": percentile(&lat, 0.50),
-            "p99": percentile(&lat, 0.99),
-            "p99_9": percentile(&lat, 0.999),
-            "max": lat.last().copied().unwrap_or(0.0),
-        },
+        "latency_ms": latency_json(&lat),
         "depth_max": max(|s| s.depth),
         "depth_mean": mean_depth,
         "dead_tuples_max": max(|s| s.dead),
@@ -264,6 +254,16 @@ pub async fn run(db: &Config, admin: &Client, spec: &Spec) -> Result<Value> {
         "wal_bytes_per_message": wal_bytes as f64 / commits.len().max(1) as f64,
         "phases": phase_json,
     }))
+}
+
+/// p50, p99, p99.9 and max of ascending latencies in ms.
+fn latency_json(sorted: &[f64]) -> Value {
+    json!({
+        "p50": percentile(sorted, 0.50),
+        "p99": percentile(sorted, 0.99),
+        "p99_9": percentile(sorted, 0.999),
+        "max": sorted.last().copied().unwrap_or(0.0),
+    })
 }
 
 /// The relay owns its publisher; the run keeps reading what it recorded.

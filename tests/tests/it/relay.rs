@@ -473,3 +473,58 @@ async fn a_poll_only_relay_delivers_without_listening() {
     let (status, log) = relay.terminate().await;
     assert!(status.success(), "{log}");
 }
+
+/// A batch the broker acknowledged is completed in the same transaction that
+/// claims the next one: one commit per batch, not two. Counted with
+/// PostgreSQL's own transaction counter for the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fully_acknowledged_batch_is_completed_in_the_transaction_that_claims_the_next() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let payloads: Vec<Value> = (0..2000).map(|i| json!(i)).collect();
+    let ids: Vec<i64> = c
+        .query_one("SELECT outbox.enqueue_batch('orders', $1)", &[&payloads])
+        .await
+        .unwrap()
+        .get(0);
+    let before = xact_commits(&c).await;
+    let relay = RelayProcess::start(&db, &["--batch-size", "10", "--concurrency", "1"]);
+    relay.wait_for_ids(&ids.into_iter().collect()).await;
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{log}");
+    // A backend reports its counters when it exits.
+    wait_until(PATIENCE, || async {
+        count(
+            &c,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+            == 0
+    })
+    .await;
+    let spent = xact_commits(&c).await - before;
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM outbox.messages").await,
+        0,
+        "{log}"
+    );
+    // 200 batches: about 200 commits together, 400 one by one.
+    assert!(
+        (200..300).contains(&spent),
+        "{spent} transactions committed for 200 batches\n{log}"
+    );
+}
+
+/// Committed transactions in this database, as the statistics system
+/// knows them now.
+async fn xact_commits(c: &tokio_postgres::Client) -> i64 {
+    c.batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+        .unwrap();
+    count(
+        c,
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .await
+}
