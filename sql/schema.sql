@@ -7,8 +7,12 @@
 --
 -- Why the shape:
 -- * Only `id` (primary key) and `(key, id)` are indexed. claim() changes
---   attempt and the lease columns, none of them indexed, so with fillfactor 80
---   those updates stay HOT (no index churn, no new index entries).
+--   attempt and the lease columns, none of them indexed, so its updates can be
+--   HOT (no new index entries) while the row's page has room for the new
+--   version. Fillfactor 80 leaves room for some: draining a 100k backlog in
+--   claims of 1000, 23% of the claims' updates were HOT (fillfactor 50: 91%,
+--   and claims 27% faster, but single-row enqueue 13% slower and the table
+--   1.6x larger; enqueue is the producer's path, so 80 it is).
 -- * Never UNLOGGED: a crash must not lose committed messages.
 -- * The identity column is GENERATED ALWAYS so ids come from one sequence; a
 --   requeued dead letter keeps its id (OVERRIDING SYSTEM VALUE), which keeps

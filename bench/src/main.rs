@@ -113,12 +113,28 @@ async fn main() -> Result<()> {
     ));
 
     let cluster = cluster::Cluster::start(&args.pg_bin)?;
+    // The cluster stops when `cluster` drops: on Ctrl-C or SIGTERM too.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = bench(&args, plan, &progress, &cluster) => result,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        _ = term.recv() => anyhow::bail!("terminated"),
+    }
+}
+
+/// Everything after the cluster is up.
+async fn bench(
+    args: &Args,
+    plan: Plan,
+    progress: &Progress,
+    cluster: &cluster::Cluster,
+) -> Result<()> {
     let admin = load::connect(&cluster.config("postgres")).await?;
     admin.batch_execute("CREATE DATABASE bench").await?;
     drop(admin);
     let db = cluster.config("bench");
     let admin = load::connect(&db).await?;
-    peers::install(&cluster, &admin).await?;
+    peers::install(cluster, &admin).await?;
     let info = system_info::collect(&admin).await?;
 
     progress.say("W0: pg_test_fsync");
@@ -126,9 +142,9 @@ async fn main() -> Result<()> {
     progress.say(format_args!("W0: fdatasync {fsync:.0} ops/s"));
 
     let mut results = Results::default();
-    produce(&db, &admin, &plan, &progress, &mut results).await?;
-    drain_all(&db, &admin, &plan, &progress, &mut results).await?;
-    let steady = steady_all(&db, &admin, &plan, &progress, &results).await?;
+    produce(&db, &admin, &plan, progress, &mut results).await?;
+    drain_all(&db, &admin, &plan, progress, &mut results).await?;
+    let steady = steady_all(&db, &admin, &plan, progress, &results).await?;
 
     let report = report::Report {
         plan,

@@ -23,6 +23,9 @@
 -- * The UPDATE and DELETE find their rows with `id = ANY (ARRAY(...))`, i.e.
 --   primary-key probes. Joining the CTE instead let the planner hash-join a
 --   sequential scan of the whole table: 51 ms per claim at a 20k backlog.
+-- * No ORDER BY: outbox.claim() sorts the rows it returns by id itself, which
+--   is cheaper than sorting the whole result here (about 10% of a claim of
+--   1000 rows).
 -- * The function pins search_path to pg_catalog, pg_temp, so operators and
 --   functions here cannot be shadowed by objects in other schemas.
 WITH candidates AS MATERIALIZED (
@@ -69,4 +72,3 @@ FROM claimed
 UNION ALL
 SELECT true, d.id, d.topic, d.key, d.payload, d.headers, d.attempt, NULL::uuid, NULL::timestamptz, d.created_at
 FROM dead AS d
-ORDER BY 2

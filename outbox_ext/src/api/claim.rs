@@ -125,5 +125,7 @@ fn claim(
         }
         Ok(())
     })?;
+    // Documented order; the query leaves sorting to us (see claim.sql).
+    rows.sort_unstable_by_key(|row| row.0);
     Ok(TableIterator::new(rows))
 }
