@@ -346,9 +346,9 @@ impl Report {
               * Raw PostgreSQL is the ceiling, not a competitor: a plain table of the outbox \
               table's shape, written with one INSERT and drained with one `DELETE ... FOR UPDATE \
               SKIP LOCKED` per batch, with no leases, retries, ordering or fencing.\n\
-              * The outbox drain is its real relay: `claim` (a leased UPDATE) and \
-              `complete_batch` (a DELETE) per batch, two transactions, and each payload decoded \
-              into JSON for the publisher. The raw drain and pgmq/PgQ fetch the rows but decode \
+              * The outbox drain is its real relay: per batch a `claim` (a leased UPDATE) and a \
+              `complete_batch` (a DELETE), pipelined into one transaction when the whole batch \
+              was acknowledged, and each payload decoded into JSON for the publisher. The raw drain and pgmq/PgQ fetch the rows but decode \
               nothing.\n\
               * PgQ batches are per consumer and bounded by ticks placed while the backlog was \
               written; its drain runs at concurrency 1 only.\n\
