@@ -142,9 +142,15 @@ async fn bench(
     progress.say(format_args!("W0: fdatasync {fsync:.0} ops/s"));
 
     let mut results = Results::default();
-    produce(&db, &admin, &plan, progress, &mut results).await?;
-    drain_all(&db, &admin, &plan, progress, &mut results).await?;
-    let steady = steady_all(&db, &admin, &plan, progress, &results).await?;
+    let run = Run {
+        db: &db,
+        admin: &admin,
+        plan: &plan,
+        progress,
+    };
+    produce(&run, &mut results).await?;
+    drain_all(&run, &mut results).await?;
+    let steady = steady_all(&run, &results).await?;
 
     let report = report::Report {
         plan,
@@ -166,16 +172,25 @@ async fn bench(
     Ok(())
 }
 
+/// What every workload runs against.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    db: &'a tokio_postgres::Config,
+    admin: &'a tokio_postgres::Client,
+    plan: &'a Plan,
+    progress: &'a Progress,
+}
+
 /// W0 (raw inserts) and W1 (enqueue, peers, business row, doorbell),
 /// interleaved: within a round, every system runs at a client count before
 /// the next client count starts.
-async fn produce(
-    db: &tokio_postgres::Config,
-    admin: &tokio_postgres::Client,
-    plan: &Plan,
-    progress: &Progress,
-    results: &mut Results,
-) -> Result<()> {
+async fn produce(run: &Run<'_>, results: &mut Results) -> Result<()> {
+    let Run {
+        db,
+        admin,
+        plan,
+        progress,
+    } = *run;
     let systems = [System::Raw, System::Outbox, System::Pgq, System::Pgmq];
     let max_clients = *CLIENTS.iter().max().expect("not empty");
     let mut producers = Vec::new();
@@ -300,13 +315,13 @@ async fn timed(
 }
 
 /// W2: one pre-filled backlog per system, drained slice by slice.
-async fn drain_all(
-    db: &tokio_postgres::Config,
-    admin: &tokio_postgres::Client,
-    plan: &Plan,
-    progress: &Progress,
-    results: &mut Results,
-) -> Result<()> {
+async fn drain_all(run: &Run<'_>, results: &mut Results) -> Result<()> {
+    let Run {
+        db,
+        admin,
+        plan,
+        progress,
+    } = *run;
     progress.say(format_args!(
         "W2: pre-filling {} messages per system",
         plan.drain_slice * drain::CONFIGS.len() as i64
@@ -349,13 +364,13 @@ async fn drain_all(
 }
 
 /// W3 at 50% and 80% of the best enqueue rate, flat out, and W4.
-async fn steady_all(
-    db: &tokio_postgres::Config,
-    admin: &tokio_postgres::Client,
-    plan: &Plan,
-    progress: &Progress,
-    results: &Results,
-) -> Result<Vec<(String, serde_json::Value)>> {
+async fn steady_all(run: &Run<'_>, results: &Results) -> Result<Vec<(String, serde_json::Value)>> {
+    let Run {
+        db,
+        admin,
+        plan,
+        progress,
+    } = *run;
     let (clients, ceiling) = CLIENTS
         .iter()
         .filter_map(|&c| Some((c, results.rate(System::Outbox, "single", c, 1)?)))
