@@ -37,17 +37,7 @@ pub(crate) async fn run<P: Publisher>(n: usize, shared: Arc<Shared<P>>) -> Resul
         wake.borrow_and_update();
         let claimed = match next.take() {
             Some(batch) => Ok(batch),
-            None => {
-                c.prepared
-                    .claim(
-                        &c.client,
-                        &cfg.owner,
-                        cfg.batch_size,
-                        cfg.lease,
-                        cfg.topics.as_deref(),
-                    )
-                    .await
-            }
+            None => claim(c, &cfg).await,
         };
         let batch = match claimed {
             Ok(batch) => batch,
@@ -186,13 +176,7 @@ async fn complete_and_claim<P>(
         biased;
         c.client.batch_execute("BEGIN"),
         c.prepared.complete(&c.client, &ids, token),
-        c.prepared.claim(
-            &c.client,
-            &cfg.owner,
-            cfg.batch_size,
-            cfg.lease,
-            cfg.topics.as_deref()
-        ),
+        claim(c, cfg),
         c.client.batch_execute("COMMIT"),
     );
     let outcome = begin
@@ -202,24 +186,45 @@ async fn complete_and_claim<P>(
         .and_then(|r| commit.map(|()| r).map_err(Error::from));
     match outcome {
         Ok((n, next)) => {
-            RelayStats::add(&shared.stats.published, n);
-            shared.metrics.acked(acked);
-            if (n as usize) < acked.len() {
-                tracing::warn!(completed = n, of = acked.len(), "some leases went stale before completion; those messages will be delivered again");
-            }
+            count_completed(shared, acked, n);
             Some(next)
         }
         Err(e) => {
+            // A server error aborted the transaction and the pipeline's own
+            // COMMIT ended it; only a broken connection needs more.
             tracing::debug!(error = %e, "complete-and-claim failed; settling the batch on its own");
             if c.client.is_closed() || e.is_transient() {
                 *client = None;
-            } else {
-                // The pipeline's COMMIT ended the failed transaction; make
-                // sure no transaction block is left open either way.
-                let _ = c.client.batch_execute("ROLLBACK").await;
             }
             None
         }
+    }
+}
+
+/// Claim the next batch with the relay's settings.
+async fn claim(c: &Conn, cfg: &super::RelayConfig) -> Result<Vec<Message>, Error> {
+    c.prepared
+        .claim(
+            &c.client,
+            &cfg.owner,
+            cfg.batch_size,
+            cfg.lease,
+            cfg.topics.as_deref(),
+        )
+        .await
+}
+
+/// Account for `n` of `acked` completed; fewer means some leases had
+/// expired and been taken over.
+fn count_completed<P>(shared: &Shared<P>, acked: &[&Message], n: u64) {
+    RelayStats::add(&shared.stats.published, n);
+    shared.metrics.acked(acked);
+    if (n as usize) < acked.len() {
+        tracing::warn!(
+            completed = n,
+            of = acked.len(),
+            "some leases went stale before completion; those messages will be delivered again"
+        );
     }
 }
 
@@ -246,20 +251,22 @@ async fn settle<P>(
             if !completed && !acked.is_empty() {
                 let ids: Vec<i64> = acked.iter().map(|m| m.id).collect();
                 let n = c.prepared.complete(&c.client, &ids, token).await?;
-                RelayStats::add(&shared.stats.published, n);
-                shared.metrics.acked(acked);
-                if (n as usize) < acked.len() {
-                    tracing::warn!(completed = n, of = acked.len(), "some leases went stale before completion; those messages will be delivered again");
-                }
+                count_completed(shared, acked, n);
             }
             completed = true;
             while let Some((message, delivery)) = failed.get(next_failure) {
                 let (error, retry_in, permanent) = match delivery {
-                    Delivery::Retryable { error, retry_after } => (error.as_str(), *retry_after, false),
+                    Delivery::Retryable { error, retry_after } => {
+                        (error.as_str(), *retry_after, false)
+                    }
                     Delivery::Permanent { error } => (error.as_str(), None, true),
                     Delivery::Acked => unreachable!("acked messages are completed above"),
                 };
-                match c.prepared.fail(&c.client, message.id, token, error, retry_in, permanent).await? {
+                match c
+                    .prepared
+                    .fail(&c.client, message.id, token, error, retry_in, permanent)
+                    .await?
+                {
                     crate::FailOutcome::Dead => {
                         RelayStats::add(&shared.stats.dead, 1);
                         shared.metrics.failed(&message.topic, true);
