@@ -113,49 +113,38 @@ pub async fn settle(admin: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Counts drained messages and times the 10%..100% window of a slice.
-struct Meter {
-    drained: Arc<AtomicU64>,
-    target: u64,
-}
-
-impl Meter {
-    /// Wait until `target` are drained; the rate over the measured window.
-    /// Fails if nothing moves for 30 s (the backlog ran out, or a drainer
-    /// died).
-    async fn watch(&self) -> Result<(f64, u64)> {
-        let from = self.target / 10;
-        let mut start: Option<(Instant, u64)> = None;
-        let mut last = (Instant::now(), 0u64);
-        loop {
-            let n = self.drained.load(Ordering::Relaxed);
-            let now = Instant::now();
-            if n != last.1 {
-                last = (now, n);
-            } else if now - last.0 > Duration::from_secs(30) {
-                bail!("drain stalled at {n} of {} messages", self.target);
-            }
-            if start.is_none() && n >= from {
-                start = Some((now, n));
-            }
-            if n >= self.target {
-                let (t0, n0) = start.expect("set before the end");
-                let secs = (now - t0).as_secs_f64().max(1e-6);
-                return Ok((secs, n - n0));
-            }
-            tokio::time::sleep(Duration::from_micros(500)).await;
+/// Wait until `count()` reaches `target`; the seconds and messages of the
+/// 10%..100% window. Fails if nothing moves for 30 s (the backlog ran out,
+/// or a drainer died).
+async fn watch(target: u64, count: impl Fn() -> u64) -> Result<(f64, u64)> {
+    let from = target / 10;
+    let mut start: Option<(Instant, u64)> = None;
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        let n = count();
+        let now = Instant::now();
+        if n != last.1 {
+            last = (now, n);
+        } else if now - last.0 > Duration::from_secs(30) {
+            bail!("drain stalled at {n} of {target} messages");
         }
+        if start.is_none() && n >= from {
+            start = Some((now, n));
+        }
+        if n >= target {
+            let (t0, n0) = start.expect("set before the end");
+            let secs = (now - t0).as_secs_f64().max(1e-6);
+            return Ok((secs, n - n0));
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
     }
 }
 
-/// Acknowledges every message at once, counting them.
-struct Discard {
-    acked: Arc<AtomicU64>,
-}
+/// Acknowledges every message at once.
+struct Discard;
 
 impl Publisher for Discard {
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
-        self.acked.fetch_add(batch.len() as u64, Ordering::Relaxed);
         batch.iter().map(|_| Delivery::Acked).collect()
     }
 }
@@ -169,49 +158,29 @@ pub async fn run(
     concurrency: usize,
     slice: u64,
 ) -> Result<Throughput> {
-    let drained = Arc::new(AtomicU64::new(0));
-    let meter = Meter {
-        drained: drained.clone(),
-        target: slice,
-    };
     let wal0 = wal_position(admin).await?;
-    let (secs, rows) = match system {
+    // (seconds and messages of the measured window, messages drained in all)
+    let ((secs, rows), all) = match system {
         System::Outbox => {
             let mut cfg = RelayConfig::new(db.clone());
             cfg.batch_size = batch;
             cfg.concurrency = concurrency;
             cfg.poll_interval = Duration::from_secs(1);
-            // Messages count once completed, as for the others once deleted:
-            // the publisher's count would run ahead of the database.
-            let relay = Relay::new(
-                cfg,
-                Discard {
-                    acked: Arc::new(AtomicU64::new(0)),
-                },
-            )?;
+            let relay = Relay::new(cfg, Discard)?;
+            // Messages count once completed, as for the others once deleted.
             let stats = relay.stats();
             let stop = CancellationToken::new();
             let handle = tokio::spawn(relay.run(stop.clone()));
-            let mirror = {
-                let drained = drained.clone();
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    while !stop.is_cancelled() {
-                        drained.store(stats.published.load(Ordering::Relaxed), Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_micros(200)).await;
-                    }
-                })
-            };
-            let measured = meter.watch().await;
+            let measured = watch(slice, || stats.published.load(Ordering::Relaxed)).await;
             stop.cancel();
             handle.await??;
-            mirror.await?;
-            measured?
+            (measured?, stats.published.load(Ordering::Relaxed))
         }
         System::Raw | System::Pgmq | System::Pgq => {
             if system == System::Pgq && concurrency != 1 {
                 bail!("PgQ batches belong to one consumer: concurrency 1 only");
             }
+            let drained = Arc::new(AtomicU64::new(0));
             let mut tasks = Vec::new();
             for _ in 0..concurrency {
                 let client = connect(db).await?;
@@ -227,15 +196,14 @@ pub async fn run(
                     anyhow::Ok(())
                 }));
             }
-            let measured = meter.watch().await;
+            let measured = watch(slice, || drained.load(Ordering::Relaxed)).await;
             for t in tasks {
                 t.await??;
             }
-            measured?
+            (measured?, drained.load(Ordering::Relaxed))
         }
     };
     let wal_bytes = wal_position(admin).await? - wal0;
-    let all = drained.load(Ordering::Relaxed);
     Ok(Throughput {
         secs,
         txs: 0,

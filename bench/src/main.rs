@@ -148,9 +148,9 @@ async fn bench(
         plan: &plan,
         progress,
     };
-    produce(&run, &mut results).await?;
-    drain_all(&run, &mut results).await?;
-    let steady = steady_all(&run, &results).await?;
+    produce(run, &mut results).await?;
+    drain_all(run, &mut results).await?;
+    let steady = steady_all(run, &results).await?;
 
     let report = report::Report {
         plan,
@@ -184,13 +184,15 @@ struct Run<'a> {
 /// W0 (raw inserts) and W1 (enqueue, peers, business row, doorbell),
 /// interleaved: within a round, every system runs at a client count before
 /// the next client count starts.
-async fn produce(run: &Run<'_>, results: &mut Results) -> Result<()> {
-    let Run {
+async fn produce(
+    Run {
         db,
         admin,
         plan,
         progress,
-    } = *run;
+    }: Run<'_>,
+    results: &mut Results,
+) -> Result<()> {
     let systems = [System::Raw, System::Outbox, System::Pgq, System::Pgmq];
     let max_clients = *CLIENTS.iter().max().expect("not empty");
     let mut producers = Vec::new();
@@ -315,13 +317,15 @@ async fn timed(
 }
 
 /// W2: one pre-filled backlog per system, drained slice by slice.
-async fn drain_all(run: &Run<'_>, results: &mut Results) -> Result<()> {
-    let Run {
+async fn drain_all(
+    Run {
         db,
         admin,
         plan,
         progress,
-    } = *run;
+    }: Run<'_>,
+    results: &mut Results,
+) -> Result<()> {
     progress.say(format_args!(
         "W2: pre-filling {} messages per system",
         plan.drain_slice * drain::CONFIGS.len() as i64
@@ -364,13 +368,15 @@ async fn drain_all(run: &Run<'_>, results: &mut Results) -> Result<()> {
 }
 
 /// W3 at 50% and 80% of the best enqueue rate, flat out, and W4.
-async fn steady_all(run: &Run<'_>, results: &Results) -> Result<Vec<(String, serde_json::Value)>> {
-    let Run {
+async fn steady_all(
+    Run {
         db,
         admin,
         plan,
         progress,
-    } = *run;
+    }: Run<'_>,
+    results: &Results,
+) -> Result<Vec<(String, serde_json::Value)>> {
     let (clients, ceiling) = CLIENTS
         .iter()
         .filter_map(|&c| Some((c, results.rate(System::Outbox, "single", c, 1)?)))

@@ -48,8 +48,7 @@ pub async fn versions(client: &Client) -> Result<Vec<(String, String)>> {
              ORDER BY run_at DESC LIMIT 1) ORDER BY 1",
             &[],
         )
-        .await
-        .or_else(|_| Ok::<_, tokio_postgres::Error>(Vec::new()))?;
+        .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 

@@ -89,20 +89,26 @@ impl Results {
 
     /// Median messages/s over the rounds; `None` if never measured.
     pub fn rate(&self, system: System, op: &str, clients: usize, batch: usize) -> Option<f64> {
-        let v: Vec<f64> = self
-            .matching(system, op, clients, batch)
-            .iter()
-            .map(|m| m.per_sec)
-            .collect();
-        (!v.is_empty()).then(|| median(&v))
+        self.median_of(system, op, clients, batch, |m| m.per_sec)
     }
 
     /// Median WAL bytes per message over the rounds.
     pub fn wal(&self, system: System, op: &str, clients: usize, batch: usize) -> Option<f64> {
+        self.median_of(system, op, clients, batch, |m| m.wal_per_message)
+    }
+
+    fn median_of(
+        &self,
+        system: System,
+        op: &str,
+        clients: usize,
+        batch: usize,
+        field: fn(&Measurement) -> f64,
+    ) -> Option<f64> {
         let v: Vec<f64> = self
             .matching(system, op, clients, batch)
-            .iter()
-            .map(|m| m.wal_per_message)
+            .into_iter()
+            .map(field)
             .collect();
         (!v.is_empty()).then(|| median(&v))
     }
