@@ -10,6 +10,8 @@
 //!   [`TestDb::client_as`].
 //! - [`wait_until`] / [`wait_for`]: poll a condition with a deadline instead
 //!   of sleeping.
+//! - [`soak`]: the chaos soak behind `make soak` (binary `outbox-soak`, CI
+//!   test `tests/soak.rs`).
 //!
 //! The extension must already be installed into the PostgreSQL the harness
 //! runs (`cargo pgrx install`); only [`TestDb::plain`] works without it.
@@ -34,11 +36,12 @@
 //! ```
 
 mod cluster;
+pub mod soak;
 mod sys;
 mod testdb;
 mod wait;
 
-pub use cluster::{Cluster, DEFAULT_PG_BIN, SUPERUSER};
+pub use cluster::{Cluster, ClusterOptions, DEFAULT_PG_BIN, SUPERUSER};
 pub use testdb::{TestDb, EXTENSION, TEMPLATE_DB};
 pub use wait::{wait_for, wait_until, POLL_INTERVAL};
 

@@ -1,0 +1,416 @@
+//! The fault schedule (a pure function of the seed) and the injector that
+//! applies it while producers and relays run.
+//!
+//! The schedule fixes each fault's kind, its time, how long it holds and
+//! what share of the candidates it hits; which concrete connection or
+//! process is hit depends on what exists at that moment, so a replay with the
+//! same `--seed` repeats the schedule, not the exact interleaving.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use super::proxy::Proxy;
+use super::relays::Relays;
+use crate::Cluster;
+
+/// The kinds of fault the soak injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultKind {
+    /// SIGKILL one relay mid-whatever, restart it after a pause.
+    RelayKill,
+    /// SIGSTOP one relay for longer than its lease, then SIGCONT: a stale
+    /// worker wakes up holding leases others have taken over.
+    RelayStop,
+    /// `pg_ctl stop -m immediate` (a crash: no checkpoint, every connection
+    /// dropped, asynchronous commits in flight lost), then start again.
+    PgCrash,
+    /// `pg_terminate_backend` on a share of the relays' and/or producers'
+    /// backends.
+    TerminateBackends,
+    /// The proxy closes a share of its connections.
+    ProxyCut,
+    /// The proxy stops forwarding on a share of its connections for a while,
+    /// then resumes them (or, every other time, cuts them).
+    ProxyStall,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::RelayKill,
+        FaultKind::RelayStop,
+        FaultKind::PgCrash,
+        FaultKind::TerminateBackends,
+        FaultKind::ProxyCut,
+        FaultKind::ProxyStall,
+    ];
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::RelayKill => "relay_sigkill",
+            FaultKind::RelayStop => "relay_sigstop_past_lease",
+            FaultKind::PgCrash => "pg_stop_immediate",
+            FaultKind::TerminateBackends => "pg_terminate_backend",
+            FaultKind::ProxyCut => "proxy_cut",
+            FaultKind::ProxyStall => "proxy_stall",
+        }
+    }
+
+    /// Relative frequency after the first round (which has each kind once).
+    fn weight(self) -> u32 {
+        match self {
+            FaultKind::PgCrash => 1,
+            FaultKind::RelayKill => 3,
+            _ => 2,
+        }
+    }
+}
+
+/// One scheduled fault.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Offset from the start of production.
+    pub at: Duration,
+    pub kind: FaultKind,
+    /// How long it holds: restart delay, stop time past the lease, downtime,
+    /// stall length. Zero for instantaneous faults.
+    pub hold: Duration,
+    /// Share of the candidates hit (connections, backends), 0.2 to 1.
+    pub share: f64,
+    /// Seeds the choice of victims.
+    pub pick: u64,
+}
+
+/// An endless, deterministic sequence of faults: each kind once in a seeded
+/// order first (so even a short run has every kind), then weighted random
+/// kinds; gaps uniform in `gap`.
+pub struct Schedule {
+    rng: ChaCha8Rng,
+    at: Duration,
+    first_round: Vec<FaultKind>,
+    gap: (Duration, Duration),
+}
+
+impl Schedule {
+    pub fn new(seed: u64, gap: (Duration, Duration)) -> Schedule {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfa01_7000);
+        let mut first_round = FaultKind::ALL.to_vec();
+        first_round.shuffle(&mut rng);
+        first_round.reverse(); // popped from the back
+        Schedule {
+            rng,
+            at: Duration::ZERO,
+            first_round,
+            gap,
+        }
+    }
+}
+
+impl Iterator for Schedule {
+    type Item = Fault;
+
+    fn next(&mut self) -> Option<Fault> {
+        let rng = &mut self.rng;
+        self.at += rng.gen_range(self.gap.0..=self.gap.1);
+        let kind = self.first_round.pop().unwrap_or_else(|| {
+            let total: u32 = FaultKind::ALL.iter().map(|k| k.weight()).sum();
+            let mut x = rng.gen_range(0..total);
+            *FaultKind::ALL
+                .iter()
+                .find(|k| {
+                    let hit = x < k.weight();
+                    x = x.saturating_sub(k.weight());
+                    hit
+                })
+                .unwrap_or(&FaultKind::RelayKill)
+        });
+        let hold_ms = match kind {
+            FaultKind::RelayKill => rng.gen_range(0..1500),
+            FaultKind::RelayStop => rng.gen_range(500..2500),
+            FaultKind::PgCrash => rng.gen_range(200..2000),
+            FaultKind::ProxyStall => rng.gen_range(500..3000),
+            FaultKind::TerminateBackends | FaultKind::ProxyCut => 0,
+        };
+        Some(Fault {
+            at: self.at,
+            kind,
+            hold: Duration::from_millis(hold_ms),
+            share: rng.gen_range(0.2..=1.0),
+            pick: rng.gen(),
+        })
+    }
+}
+
+/// A fault as it happened.
+#[derive(Debug, Clone)]
+pub struct FaultRecord {
+    /// When it was applied, from the start of production.
+    pub at: Duration,
+    pub kind: FaultKind,
+    pub detail: String,
+}
+
+/// Stops and starts the soak's own cluster (`pg_ctl`, as the server's OS
+/// user when we are root, as the harness does).
+pub struct PgControl {
+    pg_ctl: PathBuf,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    cwd: PathBuf,
+    prefix: Vec<String>,
+}
+
+impl PgControl {
+    pub fn new(cluster: &Cluster) -> PgControl {
+        PgControl {
+            pg_ctl: cluster.pg_bin().join("pg_ctl"),
+            data_dir: cluster.data_dir().to_owned(),
+            log_path: cluster.log_path().to_owned(),
+            cwd: cluster.base_dir().to_owned(),
+            prefix: run_as_prefix(),
+        }
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let (program, rest) = match self.prefix.split_first() {
+            Some((first, rest)) => (Path::new(first), rest),
+            None => (self.pg_ctl.as_path(), &[][..]),
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(rest);
+        if !self.prefix.is_empty() {
+            cmd.arg(&self.pg_ctl);
+        }
+        let out = cmd
+            .args(args)
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_path)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl {args:?} failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// A crash: no shutdown checkpoint, connections dropped mid-flight.
+    pub fn stop_immediate(&self) -> Result<(), String> {
+        self.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "60"])
+    }
+
+    /// Start and wait until it accepts connections (after crash recovery).
+    pub fn start(&self) -> Result<(), String> {
+        self.pg_ctl(&["start", "-w", "-t", "120"])
+    }
+
+    /// Starts the server unless it is running (the end of the fault phase).
+    pub fn ensure_running(&self) -> Result<(), String> {
+        if self.pg_ctl(&["status"]).is_ok() {
+            return Ok(());
+        }
+        self.start()
+    }
+}
+
+/// `runuser -u postgres --` when we are root (PostgreSQL refuses root).
+fn run_as_prefix() -> Vec<String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        return Vec::new();
+    }
+    let user = std::env::var("OUTBOX_PG_OS_USER").unwrap_or_else(|_| "postgres".to_owned());
+    match ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+    {
+        Some(runuser) => vec![runuser.to_string(), "-u".into(), user, "--".into()],
+        None => vec!["sudo".into(), "-n".into(), "-u".into(), user, "--".into()],
+    }
+}
+
+/// Everything the injector acts on.
+pub struct Targets {
+    pub relays: Arc<Relays>,
+    pub proxy: Arc<Proxy>,
+    pub pg: Arc<PgControl>,
+    /// Direct (unix socket) connection settings for the soak database.
+    pub direct: tokio_postgres::Config,
+    pub lease: Duration,
+}
+
+/// Applies `schedule` from `start` until `stop`, then waits for the faults
+/// still holding (a stopped relay, a stall) to end. An error means the soak
+/// cannot go on (PostgreSQL did not come back).
+pub async fn inject(
+    targets: &Targets,
+    schedule: Schedule,
+    start: Instant,
+    stop: CancellationToken,
+) -> Result<Vec<FaultRecord>, String> {
+    let mut records = Vec::new();
+    let mut holding = tokio::task::JoinSet::new();
+    for fault in schedule {
+        tokio::select! {
+            () = tokio::time::sleep_until(start + fault.at) => {}
+            () = stop.cancelled() => break,
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(fault.pick);
+        let detail = apply(targets, &fault, &mut rng, &mut holding).await?;
+        records.push(FaultRecord {
+            at: start.elapsed(),
+            kind: fault.kind,
+            detail,
+        });
+    }
+    while holding.join_next().await.is_some() {}
+    Ok(records)
+}
+
+async fn apply(
+    t: &Targets,
+    fault: &Fault,
+    rng: &mut ChaCha8Rng,
+    holding: &mut tokio::task::JoinSet<()>,
+) -> Result<String, String> {
+    let relays = t.relays.len().await;
+    Ok(match fault.kind {
+        FaultKind::RelayKill => {
+            let i = rng.gen_range(0..relays);
+            let pid = t.relays.kill(i).await;
+            tokio::time::sleep(fault.hold).await;
+            t.relays.restart(i).await?;
+            format!(
+                "relay {i} (pid {pid:?}) killed, restarted after {:?}",
+                fault.hold
+            )
+        }
+        FaultKind::RelayStop => {
+            let i = rng.gen_range(0..relays);
+            let stopped = t.lease + fault.hold;
+            match t.relays.pause(i).await {
+                Some(generation) => {
+                    let relays = t.relays.clone();
+                    holding.spawn(async move {
+                        tokio::time::sleep(stopped).await;
+                        relays.resume(i, generation).await;
+                    });
+                    format!("relay {i} stopped for {stopped:?} (lease {:?})", t.lease)
+                }
+                None => format!("relay {i} not running; nothing stopped"),
+            }
+        }
+        FaultKind::PgCrash => {
+            let pg = t.pg.clone();
+            let hold = fault.hold;
+            tokio::task::spawn_blocking(move || {
+                pg.stop_immediate()?;
+                std::thread::sleep(hold);
+                pg.start()
+            })
+            .await
+            .map_err(|e| format!("pg_ctl task: {e}"))??;
+            format!("stopped -m immediate, down for {hold:?}, restarted")
+        }
+        FaultKind::TerminateBackends => {
+            let group = ["soak-relay-%", "soak-producer-%", "soak-%"][rng.gen_range(0..3)];
+            match terminate(&t.direct, group, fault.share, rng).await {
+                Ok(n) => format!(
+                    "terminated {n} backends of {group} (share {:.2})",
+                    fault.share
+                ),
+                Err(e) => format!("could not terminate ({group}): {e}"),
+            }
+        }
+        FaultKind::ProxyCut => {
+            let victims = choose(t.proxy.connections(), fault.share, rng);
+            let n = t.proxy.cut(&victims);
+            format!("cut {n} connections (share {:.2})", fault.share)
+        }
+        FaultKind::ProxyStall => {
+            let victims = choose(t.proxy.connections(), fault.share, rng);
+            let n = t.proxy.stall(&victims);
+            let then_cut = fault.pick % 2 == 1;
+            let proxy = t.proxy.clone();
+            let hold = fault.hold;
+            holding.spawn(async move {
+                tokio::time::sleep(hold).await;
+                if then_cut {
+                    proxy.cut(&victims);
+                } else {
+                    proxy.resume(&victims);
+                }
+            });
+            format!(
+                "stalled {n} connections for {hold:?}, then {}",
+                if then_cut { "cut" } else { "resumed" }
+            )
+        }
+    })
+}
+
+/// A random share (at least one) of `all`.
+fn choose<T: Copy>(all: Vec<T>, share: f64, rng: &mut ChaCha8Rng) -> Vec<T> {
+    if all.is_empty() {
+        return all;
+    }
+    let n = ((all.len() as f64 * share).ceil() as usize).clamp(1, all.len());
+    all.choose_multiple(rng, n).copied().collect()
+}
+
+async fn terminate(
+    direct: &tokio_postgres::Config,
+    group: &str,
+    share: f64,
+    rng: &mut ChaCha8Rng,
+) -> Result<usize, String> {
+    let connect = tokio::time::timeout(Duration::from_secs(10), direct.connect(NoTls));
+    let (client, connection) = connect
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| crate::describe_error(&e))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let pids: Vec<i32> = client
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name LIKE $1 ORDER BY pid",
+            &[&group],
+        )
+        .await
+        .map_err(|e| crate::describe_error(&e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let victims = choose(pids, share, rng);
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid",
+            &[&victims],
+        )
+        .await
+        .map_err(|e| crate::describe_error(&e))?;
+    Ok(victims.len())
+}
