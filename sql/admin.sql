@@ -1,7 +1,9 @@
 -- Operator functions: what is in the outbox, and what to do with dead letters.
 -- They are not on the hot path, so they are plain SQL / PL/pgSQL where a DBA
 -- reads them. All pin search_path and run as the extension owner, so callers
--- need only EXECUTE (see outbox.grant_admin).
+-- need only EXECUTE (see outbox.grant_admin). The time is outbox._now()
+-- (clock.rs: the statement's start, moved by outbox.test_clock_offset in
+-- tests), as a scalar subquery so it is computed once per statement.
 
 -- max_rows for the listing functions: NULL means all rows.
 CREATE FUNCTION outbox._max_rows(max_rows integer) RETURNS integer
@@ -33,9 +35,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     WITH live AS (
         SELECT m.topic,
-               m.lease_expires_at > statement_timestamp() AS leased,
-               m.deliver_at > statement_timestamp()
-                   AND NOT coalesce(m.lease_expires_at > statement_timestamp(), false) AS scheduled,
+               m.lease_expires_at > (SELECT outbox._now()) AS leased,
+               m.deliver_at > (SELECT outbox._now())
+                   AND NOT coalesce(m.lease_expires_at > (SELECT outbox._now()), false) AS scheduled,
                -- Ready since it was due, but never before it was enqueued
                -- (a deliver_at in the past does not count as lag).
                greatest(m.deliver_at, m.created_at) AS ready_since,
@@ -60,7 +62,7 @@ AS $$
     SELECT coalesce(p.topic, d.topic),
            coalesce(p.ready, 0), coalesce(p.blocked, 0), coalesce(p.scheduled, 0),
            coalesce(p.leased, 0), coalesce(d.dead, 0),
-           statement_timestamp() - p.oldest_ready
+           (SELECT outbox._now()) - p.oldest_ready
     FROM per_topic AS p
     FULL JOIN dead AS d ON d.topic = p.topic
     ORDER BY 1
@@ -92,9 +94,9 @@ AS $$
     )
     SELECT h.topic, k.key, h.id,
            CASE
-               WHEN h.lease_expires_at > statement_timestamp() THEN 'leased'
-               WHEN h.deliver_at > statement_timestamp() AND h.attempt > 0 THEN 'retrying'
-               WHEN h.deliver_at > statement_timestamp() THEN 'scheduled'
+               WHEN h.lease_expires_at > (SELECT outbox._now()) THEN 'leased'
+               WHEN h.deliver_at > (SELECT outbox._now()) AND h.attempt > 0 THEN 'retrying'
+               WHEN h.deliver_at > (SELECT outbox._now()) THEN 'scheduled'
                ELSE 'ready'
            END,
            h.attempt, h.deliver_at, h.last_error, k.waiting
@@ -164,7 +166,7 @@ BEGIN
         INSERT INTO outbox.messages
             (id, topic, key, payload, headers, created_at, deliver_at, attempt, max_attempts, last_error)
         OVERRIDING SYSTEM VALUE
-        SELECT r.id, r.topic, r.key, r.payload, r.headers, r.created_at, statement_timestamp(),
+        SELECT r.id, r.topic, r.key, r.payload, r.headers, r.created_at, (SELECT outbox._now()),
                0, r.max_attempts, r.last_error
         FROM revived AS r
         RETURNING 1
@@ -216,7 +218,7 @@ BEGIN
     END IF;
     DELETE FROM outbox.dead_letters AS d
     WHERE (purge_dead_topic.topic IS NULL OR d.topic = purge_dead_topic.topic)
-      AND (older_than IS NULL OR d.died_at < statement_timestamp() - older_than);
+      AND (older_than IS NULL OR d.died_at < (SELECT outbox._now()) - older_than);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END;

@@ -20,6 +20,10 @@ pub static DEFAULT_LEASE_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 /// Largest payload accepted by enqueue (bytes of the stored jsonb, before
 /// compression): 1 MiB. Superuser-only, so producers cannot raise it.
 pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+/// For tests: moves the outbox's notion of now (see `clock.rs`) this far
+/// ahead (ms), so leases expire and retries fall due without sleeping.
+/// Superuser only; 0 in production. At most about 24.8 days (i32 ms).
+pub static TEST_CLOCK_OFFSET_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// Register the settings and reserve the `outbox.` prefix, so a misspelt
 /// `SET outbox.retry_bsae` is an error instead of a silent no-op.
@@ -83,6 +87,16 @@ pub fn init() {
         1024 * 1024 * 1024 - 1,
         GucContext::Suset,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"outbox.test_clock_offset",
+        c"For tests only: how far ahead of the real time the outbox's clock runs.",
+        c"Leases, retries, deliver_at, stats and purge all read this clock; 0 in production.",
+        &TEST_CLOCK_OFFSET_MS,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
     );
     // SAFETY: called once from _PG_init with a valid NUL-terminated prefix.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"outbox".as_ptr()) };

@@ -16,6 +16,7 @@
 #![allow(clippy::result_large_err, clippy::type_complexity)]
 
 pub mod api;
+pub mod clock;
 pub mod error;
 pub mod gucs;
 pub mod plans;
@@ -34,7 +35,7 @@ pgrx::extension_sql_file!(
     "../../sql/doorbell.sql",
     requires = [api::doorbell::_doorbell]
 );
-pgrx::extension_sql_file!("../../sql/admin.sql");
+pgrx::extension_sql_file!("../../sql/admin.sql", requires = [clock::now_sql]);
 pgrx::extension_sql_file!("../../sql/grants.sql", finalize);
 
 /// Called when a backend loads the library.

@@ -27,11 +27,22 @@ impl RawJsonb {
     }
 
     /// The value as `serde_json`, for the small things we inspect (headers).
-    pub fn to_value(self) -> serde_json::Value {
-        // SAFETY: self.0 is a non-NULL jsonb datum, which is what JsonB expects.
-        unsafe { pgrx::JsonB::from_datum(self.0, false) }
-            .map(|j| j.0)
-            .unwrap_or(serde_json::Value::Null)
+    /// `Err` says why serde_json refused jsonb's text (nesting past its
+    /// recursion limit, a number beyond f64): pgrx's own `JsonB` panics there.
+    pub fn to_value(self) -> Result<serde_json::Value, String> {
+        // SAFETY: self.0 is a non-NULL jsonb datum; jsonb_out takes exactly
+        // that (detoasting it itself) and returns a palloc'd C string.
+        let text = unsafe {
+            pgrx::direct_function_call::<&core::ffi::CStr>(pg_sys::jsonb_out, &[Some(self.0)])
+        }
+        .ok_or_else(|| "jsonb_out returned NULL".to_owned())?;
+        let parsed = match text.to_str() {
+            Ok(s) => serde_json::from_str(s).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        // SAFETY: text was palloc'd by jsonb_out above and is not used again.
+        unsafe { pg_sys::pfree(text.as_ptr() as *mut core::ffi::c_void) };
+        parsed
     }
 }
 

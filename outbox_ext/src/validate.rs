@@ -23,7 +23,8 @@ pub const MAX_ENQUEUE_BATCH: usize = 10_000;
 pub const MAX_ATTEMPTS_LIMIT: i32 = 1_000;
 /// Longest lease (claim, extend): a day. Longer leases hide dead relays.
 pub const MAX_LEASE_MICROS: i128 = 24 * 3_600 * 1_000_000;
-/// Longest explicit `retry_in`: a year.
+/// Longest explicit `retry_in`, and how far ahead `deliver_at` may be: a
+/// year (366 days). One horizon for every "not before" time.
 pub const MAX_RETRY_MICROS: i128 = 366 * 24 * 3_600 * 1_000_000;
 
 /// A rejected input: which parameter, what was wrong, and what to do.
@@ -186,6 +187,17 @@ pub fn headers(h: &Value, stored_bytes: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Headers that jsonb accepted but that cannot be read as JSON values here
+/// (nesting deeper than 128, a number beyond f64 such as 1e400): never a
+/// JSON object of strings, so they are refused like any other bad headers.
+pub fn headers_unreadable(why: String) -> Invalid {
+    Invalid::new(
+        "headers",
+        format!("headers must be a JSON object of string values ({why})"),
+        HEADERS_HINT,
+    )
+}
+
 /// `max_attempts` per message: NULL means the `outbox.max_attempts` GUC.
 pub fn max_attempts(n: i32) -> Result<(), Invalid> {
     if !(1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
@@ -210,40 +222,76 @@ pub fn batch_size(n: i32) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// A lease length in microseconds (from an interval; months count 30 days).
-pub fn lease(micros: i128) -> Result<(), Invalid> {
-    if micros <= 0 {
-        return Err(Invalid::new(
+/// A lease as it really reaches from now, in microseconds (see `clock.rs`:
+/// the difference between the timestamp PostgreSQL computes and now, so
+/// calendar months and mixed signs count as they will be stored); `None`
+/// when `now + lease` leaves timestamptz's range.
+pub fn lease(micros: Option<i128>) -> Result<(), Invalid> {
+    const HINT: &str =
+        "Use a lease of seconds to minutes and outbox.extend() it while a slow publish runs.";
+    match micros {
+        Some(m) if m <= 0 => Err(Invalid::new(
             "lease",
             "lease must be a positive interval",
             "Pass how long the relay may hold the messages, e.g. '30 seconds'.",
-        ));
+        )),
+        Some(m) if m <= MAX_LEASE_MICROS => Ok(()),
+        _ => Err(Invalid::new("lease", "lease is longer than 24 hours", HINT)),
     }
-    if micros > MAX_LEASE_MICROS {
-        return Err(Invalid::new(
-            "lease",
-            "lease is longer than 24 hours",
-            "Use a lease of seconds to minutes and outbox.extend() it while a slow publish runs.",
-        ));
-    }
-    Ok(())
 }
 
-/// An explicit retry delay for fail().
-pub fn retry_in(micros: i128) -> Result<(), Invalid> {
-    if micros < 0 {
-        return Err(Invalid::new(
+/// An explicit retry delay for fail(), as it really reaches from now (see
+/// [`lease`]).
+pub fn retry_in(micros: Option<i128>) -> Result<(), Invalid> {
+    match micros {
+        Some(m) if m < 0 => Err(Invalid::new(
             "retry_in",
             "retry_in is negative",
             "Pass NULL for the computed backoff, or a delay of zero or more.",
-        ));
-    }
-    if micros > MAX_RETRY_MICROS {
-        return Err(Invalid::new(
+        )),
+        Some(m) if m <= MAX_RETRY_MICROS => Ok(()),
+        _ => Err(Invalid::new(
             "retry_in",
             "retry_in is longer than a year",
             "Pass a shorter delay, or fail(..., permanent => true) to dead-letter the message.",
+        )),
+    }
+}
+
+/// `deliver_at` for enqueue: how far it is from now, `None` for
+/// `'infinity'` / `'-infinity'`. Any finite past time means "now"; the
+/// future is capped at the retry horizon (a year), because a message that
+/// is not due holds back every younger message of its key.
+pub fn deliver_at(micros_from_now: Option<i128>) -> Result<(), Invalid> {
+    const HINT: &str = "Pass NULL to deliver now, or a time at most a year ahead; schedule anything later in your application.";
+    match micros_from_now {
+        None => Err(Invalid::new(
+            "deliver_at",
+            "deliver_at is not a finite time",
+            HINT,
+        )),
+        Some(m) if m > MAX_RETRY_MICROS => Err(Invalid::new(
+            "deliver_at",
+            "deliver_at is more than a year ahead",
+            HINT,
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// How long doorbell_arm() may wait for committing producers, in
+/// microseconds (months as 30 days: this is a sleep, not a stored time).
+pub fn doorbell_wait(micros: i128) -> Result<(), Invalid> {
+    const HINT: &str = "Pass how long to wait for producers that are committing, e.g. '5 seconds'.";
+    if micros < 0 {
+        return Err(Invalid::new(
+            "wait",
+            "wait must be a non-negative interval",
+            HINT,
         ));
+    }
+    if micros > MAX_LEASE_MICROS {
+        return Err(Invalid::new("wait", "wait is longer than 24 hours", HINT));
     }
     Ok(())
 }
@@ -347,13 +395,23 @@ mod tests {
         assert!(batch_size(MAX_CLAIM_BATCH).is_ok());
         assert!(batch_size(0).is_err());
         assert!(batch_size(MAX_CLAIM_BATCH + 1).is_err());
-        assert!(lease(1).is_ok());
-        assert!(lease(0).is_err());
-        assert!(lease(-1).is_err());
-        assert!(lease(MAX_LEASE_MICROS + 1).is_err());
-        assert!(retry_in(0).is_ok());
-        assert!(retry_in(-1).is_err());
-        assert!(retry_in(MAX_RETRY_MICROS + 1).is_err());
+        assert!(lease(Some(1)).is_ok());
+        assert!(lease(Some(MAX_LEASE_MICROS)).is_ok());
+        assert!(lease(Some(0)).is_err());
+        assert!(lease(Some(-1)).is_err());
+        assert!(lease(Some(MAX_LEASE_MICROS + 1)).is_err());
+        assert!(lease(None).is_err());
+        assert!(retry_in(Some(0)).is_ok());
+        assert!(retry_in(Some(-1)).is_err());
+        assert!(retry_in(Some(MAX_RETRY_MICROS + 1)).is_err());
+        assert!(retry_in(None).is_err());
+        assert!(deliver_at(Some(i128::from(i64::MIN))).is_ok());
+        assert!(deliver_at(Some(MAX_RETRY_MICROS)).is_ok());
+        assert!(deliver_at(Some(MAX_RETRY_MICROS + 1)).is_err());
+        assert!(deliver_at(None).is_err());
+        assert!(doorbell_wait(0).is_ok());
+        assert!(doorbell_wait(-1).is_err());
+        assert!(doorbell_wait(MAX_LEASE_MICROS + 1).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
--- outbox.claim(): lease up to $2 ready messages to owner $1 for $3.
--- $1 owner text, $2 batch_size integer, $3 lease interval, $4 topics text[] (NULL = all),
--- $5 lease_token uuid (one per claim() call)
+-- outbox.claim(): lease up to $2 ready messages to owner $1 until $3.
+-- $1 owner text, $2 batch_size integer, $3 lease_expires_at timestamptz, $4 topics text[]
+-- (NULL = all), $5 lease_token uuid (one per claim() call), $6 now timestamptz
 --
 -- Why this shape:
 -- * The candidates CTE is MATERIALIZED: `UPDATE ... WHERE id IN (SELECT ...
@@ -26,13 +26,16 @@
 -- * No ORDER BY: outbox.claim() sorts the rows it returns by id itself, which
 --   is cheaper than sorting the whole result here (about 10% of a claim of
 --   1000 rows).
+-- * "Now" ($6) and the lease's end ($3) come from Rust (clock.rs): the cap on
+--   the lease is checked on the very timestamp stored here, and tests can
+--   move the clock (outbox.test_clock_offset) instead of sleeping.
 -- * The function pins search_path to pg_catalog, pg_temp, so operators and
 --   functions here cannot be shadowed by objects in other schemas.
 WITH candidates AS MATERIALIZED (
     SELECT m.id, m.attempt >= m.max_attempts AS exhausted
     FROM outbox.messages AS m
-    WHERE m.deliver_at <= statement_timestamp()
-      AND (m.lease_expires_at IS NULL OR m.lease_expires_at <= statement_timestamp())
+    WHERE m.deliver_at <= $6::timestamptz
+      AND (m.lease_expires_at IS NULL OR m.lease_expires_at <= $6::timestamptz)
       AND ($4::text[] IS NULL OR m.topic = ANY ($4::text[]))
       AND (m.key IS NULL OR NOT EXISTS (
             SELECT 1
@@ -50,11 +53,12 @@ dead AS (
 ),
 buried AS (
     INSERT INTO outbox.dead_letters
-        (id, topic, key, payload, headers, created_at, attempts, max_attempts, last_error, reason)
+        (id, topic, key, payload, headers, created_at, attempts, max_attempts, last_error, reason,
+         died_at)
     SELECT d.id, d.topic, d.key, d.payload, d.headers, d.created_at, d.attempt, d.max_attempts,
            'lease expired on the last attempt (' || d.attempt || ' of ' || d.max_attempts || ')'
                || coalesce('; previous error: ' || d.last_error, ''),
-           'lease_expired'
+           'lease_expired', $6::timestamptz
     FROM dead AS d
 ),
 claimed AS (
@@ -62,7 +66,7 @@ claimed AS (
     SET attempt = m.attempt + 1,
         lease_owner = $1::text,
         lease_token = $5::uuid,
-        lease_expires_at = statement_timestamp() + $3::interval
+        lease_expires_at = $3::timestamptz
     WHERE m.id = ANY (ARRAY(SELECT c.id FROM candidates AS c WHERE NOT c.exhausted))
     RETURNING m.id, m.topic, m.key, m.payload, m.headers, m.attempt,
               m.lease_token, m.lease_expires_at, m.created_at

@@ -1,11 +1,11 @@
 //! outbox.claim(): lease a batch of ready messages to one relay.
 //! The query and why it has its shape: sql/queries/claim.sql.
 
-use super::{micros, INT4, INTERVAL, TEXT, TEXT_ARRAY, UUID};
+use super::{INT4, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID};
 use crate::error::{required, OutboxError};
 use crate::plans::Query;
 use crate::rawjsonb::RawJsonb;
-use crate::{gucs, validate};
+use crate::{clock, gucs, validate};
 use pgrx::datum::{Array, DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -13,7 +13,7 @@ use pgrx::Uuid;
 
 static CLAIM: Query = Query {
     sql: include_str!("../../../sql/queries/claim.sql"),
-    args: &[TEXT, INT4, INTERVAL, TEXT_ARRAY, UUID],
+    args: &[TEXT, INT4, TIMESTAMPTZ, TEXT_ARRAY, UUID, TIMESTAMPTZ],
 };
 
 /// A call runs the statement again only while every candidate it found had
@@ -29,17 +29,19 @@ fn new_token() -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
-/// The lease to use: the argument, or `outbox.default_lease`.
-pub(crate) fn resolve_lease(lease: Option<Interval>) -> Result<Interval, OutboxError> {
-    match lease {
-        Some(l) => {
-            validate::lease(micros(&l))?;
-            Ok(l)
-        }
-        None => Ok(Interval::from_micros(
-            i64::from(gucs::DEFAULT_LEASE_MS.get()) * 1_000,
-        )),
-    }
+/// When a lease taken `now` ends: `now + lease` (NULL: `outbox.default_lease`),
+/// capped on the timestamp PostgreSQL computes (see clock.rs).
+pub(crate) fn lease_deadline(
+    now: TimestampWithTimeZone,
+    lease: Option<Interval>,
+) -> Result<TimestampWithTimeZone, OutboxError> {
+    let lease = lease
+        .unwrap_or_else(|| Interval::from_micros(i64::from(gucs::DEFAULT_LEASE_MS.get()) * 1_000));
+    let reached = clock::reach(now, lease);
+    validate::lease(reached.map(|(_, micros)| micros))?;
+    reached
+        .map(|(end, _)| end)
+        .ok_or_else(|| OutboxError::Internal("a validated lease has no end".into()))
 }
 
 /// Lease up to `batch_size` ready messages, oldest first, to `owner` for
@@ -77,7 +79,8 @@ fn claim(
     validate::owner(owner).map_err(OutboxError::from)?;
     let batch_size = required(batch_size, "batch_size")?;
     validate::batch_size(batch_size).map_err(OutboxError::from)?;
-    let lease = resolve_lease(lease)?;
+    let now = clock::now();
+    let lease_end = lease_deadline(now, lease)?;
     let topics: Option<Vec<Option<&str>>> = topics.as_ref().map(|t| t.iter().collect());
     if let Some(t) = &topics {
         validate::topics(t.iter().copied()).map_err(OutboxError::from)?;
@@ -87,12 +90,13 @@ fn claim(
     let mut rows = Vec::new();
     Spi::connect_mut(|client| -> Result<(), OutboxError> {
         for _ in 0..MAX_ROUNDS {
-            let args: [DatumWithOid; 5] = [
+            let args: [DatumWithOid; 6] = [
                 owner.into(),
                 batch_size.into(),
-                lease.into(),
+                lease_end.into(),
                 topics.clone().into(),
                 token.into(),
+                now.into(),
             ];
             let buried = CLAIM.run(client, &args, |table| {
                 let mut buried = 0;

@@ -101,14 +101,7 @@ fn _doorbell<'a>(
 fn doorbell_arm(wait: default!(Option<Interval>, "'5 seconds'")) -> OutboxResult<&'static str> {
     let wait = required(wait, "wait")?;
     let wait_micros = super::micros(&wait);
-    if wait_micros < 0 {
-        return Err(OutboxError::Invalid(crate::validate::Invalid {
-            param: "wait",
-            reason: "wait must be a non-negative interval".into(),
-            hint: "Pass how long to wait for producers that are committing, e.g. '5 seconds'.",
-        })
-        .into());
-    }
+    crate::validate::doorbell_wait(wait_micros).map_err(OutboxError::from)?;
     let gate =
         gate().ok_or_else(|| OutboxError::Internal("outbox.doorbell_gate is missing".into()))?;
     let tag = relation_tag(gate);
@@ -117,8 +110,8 @@ fn doorbell_arm(wait: default!(Option<Interval>, "'5 seconds'")) -> OutboxResult
     }
     register_exit_hook();
     ARMED_GATE.set(Some(gate));
-    let deadline =
-        Instant::now() + Duration::from_micros(u64::try_from(wait_micros).unwrap_or(u64::MAX));
+    // At most 24 hours (validated above), so the addition cannot overflow.
+    let deadline = Instant::now() + Duration::from_micros(u64::try_from(wait_micros).unwrap_or(0));
     loop {
         // SAFETY: tag names a relation of this database; a session-level
         // lock outlives transactions (not aborts) and is released by

@@ -6,13 +6,13 @@ use super::{INT4, JSONB, JSONB_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ};
 use crate::error::{required, OutboxError, OutboxResult};
 use crate::plans::Query;
 use crate::rawjsonb::RawJsonb;
-use crate::{gucs, validate};
+use crate::{clock, gucs, validate};
 use pgrx::datum::{Array, DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
 static ENQUEUE: Query = Query {
     sql: include_str!("../../../sql/queries/enqueue.sql"),
-    args: &[TEXT, TEXT, JSONB, JSONB, TIMESTAMPTZ, INT4],
+    args: &[TEXT, TEXT, JSONB, JSONB, TIMESTAMPTZ, INT4, TIMESTAMPTZ],
 };
 
 static ENQUEUE_BATCH: Query = Query {
@@ -24,6 +24,7 @@ static ENQUEUE_BATCH: Query = Query {
         JSONB_ARRAY,
         TIMESTAMPTZ,
         INT4,
+        TIMESTAMPTZ,
     ],
 };
 
@@ -41,10 +42,22 @@ fn check_payload(payload: RawJsonb, index: Option<usize>) -> Result<(), OutboxEr
 }
 
 fn check_headers(headers: RawJsonb) -> Result<(), OutboxError> {
-    Ok(validate::headers(
-        &headers.to_value(),
-        headers.stored_bytes(),
-    )?)
+    // jsonb accepts what serde_json refuses (nesting past 128, numbers like
+    // 1e400); neither is a JSON object of strings, so both are bad headers.
+    let value = headers.to_value().map_err(validate::headers_unreadable)?;
+    Ok(validate::headers(&value, headers.stored_bytes())?)
+}
+
+/// `deliver_at` checked against the outbox's clock; returns now for the
+/// statement (created_at, and deliver_at when NULL).
+fn check_deliver_at(
+    deliver_at: Option<TimestampWithTimeZone>,
+) -> Result<TimestampWithTimeZone, OutboxError> {
+    let now = clock::now();
+    if let Some(at) = deliver_at {
+        validate::deliver_at(clock::micros_between(now, at))?;
+    }
+    Ok(now)
 }
 
 fn resolve_max_attempts(max_attempts: Option<i32>) -> Result<i32, OutboxError> {
@@ -83,14 +96,16 @@ fn enqueue(
         check_headers(h)?;
     }
     let max_attempts = resolve_max_attempts(max_attempts)?;
+    let now = check_deliver_at(deliver_at)?;
 
-    let args: [DatumWithOid; 6] = [
+    let args: [DatumWithOid; 7] = [
         topic.into(),
         key.into(),
         payload.into(),
         headers.into(),
         deliver_at.into(),
         max_attempts.into(),
+        now.into(),
     ];
     let id = Spi::connect_mut(|client| ENQUEUE.run(client, &args, |t| t.first().get_one::<i64>()))
         .map_err(OutboxError::from)?;
@@ -171,17 +186,19 @@ fn enqueue_batch(
         }
     };
     let max_attempts = resolve_max_attempts(max_attempts)?;
+    let now = check_deliver_at(deliver_at)?;
     if n == 0 {
         return Ok(Vec::new());
     }
 
-    let args: [DatumWithOid; 6] = [
+    let args: [DatumWithOid; 7] = [
         topic.into(),
         payload_vec.into(),
         key_vec.into(),
         header_vec.into(),
         deliver_at.into(),
         max_attempts.into(),
+        now.into(),
     ];
     let ids = Spi::connect_mut(|client| {
         ENQUEUE_BATCH.run(client, &args, |t| {

@@ -2,10 +2,10 @@
 //! happens next — retry after a backoff, or dead letter — so every relay, in
 //! any language, follows the same schedule.
 
-use super::{micros, reject_unknown_ids, INT8, INTERVAL, TEXT, UUID};
+use super::{reject_unknown_ids, INT8, TEXT, TIMESTAMPTZ, UUID};
 use crate::error::{required, OutboxError};
 use crate::plans::Query;
-use crate::{gucs, redact, validate};
+use crate::{clock, gucs, redact, validate};
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -18,12 +18,12 @@ static LOCK: Query = Query {
 
 static RETRY: Query = Query {
     sql: include_str!("../../../sql/queries/fail_retry.sql"),
-    args: &[INT8, INTERVAL, TEXT],
+    args: &[INT8, TIMESTAMPTZ, TEXT],
 };
 
 static DEAD: Query = Query {
     sql: include_str!("../../../sql/queries/fail_dead.sql"),
-    args: &[INT8, TEXT, TEXT],
+    args: &[INT8, TEXT, TEXT, TIMESTAMPTZ],
 };
 
 /// Record a failed attempt. `state` in the result is `retrying` (with
@@ -60,9 +60,17 @@ fn fail(
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
     let permanent = required(permanent, "permanent")?;
-    if let Some(r) = &retry_in {
-        validate::retry_in(micros(r)).map_err(OutboxError::from)?;
-    }
+    let now = clock::now();
+    // Checked on the time it really produces (clock.rs), before any row is
+    // touched, so a bad retry_in changes nothing.
+    let explicit_retry = match retry_in {
+        Some(r) => {
+            let reached = clock::reach(now, r);
+            validate::retry_in(reached.map(|(_, micros)| micros)).map_err(OutboxError::from)?;
+            reached.map(|(at, _)| at)
+        }
+        None => None,
+    };
     let error = error.map(redact::error_text);
 
     let outcome = Spi::connect_mut(
@@ -84,18 +92,23 @@ fn fail(
                 } else {
                     "max_attempts"
                 };
-                let args: [DatumWithOid; 3] = [id.into(), error.clone().into(), reason.into()];
+                let args: [DatumWithOid; 4] =
+                    [id.into(), error.clone().into(), reason.into(), now.into()];
                 DEAD.run(client, &args, |_| Ok(()))?;
                 return Ok(("dead".to_owned(), Some(attempt), None));
             }
-            let delay = match retry_in {
-                Some(r) => r,
+            let next_at = match explicit_retry {
+                Some(at) => at,
                 None => {
+                    // At most outbox.retry_cap (7 days), so always in range.
                     let ms = gucs::backoff().delay_ms(attempt, rand::random::<f64>());
-                    Interval::from_micros(ms.saturating_mul(1_000))
+                    clock::deadline(now, Interval::from_micros(ms.saturating_mul(1_000)))
+                        .ok_or_else(|| {
+                            OutboxError::Internal("backoff left the time range".into())
+                        })?
                 }
             };
-            let args: [DatumWithOid; 3] = [id.into(), delay.into(), error.clone().into()];
+            let args: [DatumWithOid; 3] = [id.into(), next_at.into(), error.clone().into()];
             let next = RETRY.run(client, &args, |t| {
                 t.first().get_one::<TimestampWithTimeZone>()
             })?;

@@ -21,7 +21,6 @@ pub(crate) const TEXT_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID)
 pub(crate) const JSONB: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBOID);
 pub(crate) const JSONB_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBARRAYOID);
 pub(crate) const TIMESTAMPTZ: PgOid = PgOid::BuiltIn(PgBuiltInOids::TIMESTAMPTZOID);
-pub(crate) const INTERVAL: PgOid = PgOid::BuiltIn(PgBuiltInOids::INTERVALOID);
 pub(crate) const UUID: PgOid = PgOid::BuiltIn(PgBuiltInOids::UUIDOID);
 
 static MAX_ISSUED_ID: Query = Query {
@@ -30,7 +29,9 @@ static MAX_ISSUED_ID: Query = Query {
 };
 
 /// An interval as microseconds, months counted as 30 days (as PostgreSQL's
-/// interval comparison does).
+/// interval comparison does). Only for durations that are waited, never
+/// stored (doorbell_arm's wait): a stored time is checked as PostgreSQL
+/// computes it, see clock.rs.
 pub(crate) fn micros(i: &Interval) -> i128 {
     const DAY: i128 = 86_400_000_000;
     i128::from(i.months()) * 30 * DAY + i128::from(i.days()) * DAY + i128::from(i.micros())

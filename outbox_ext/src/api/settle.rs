@@ -3,8 +3,8 @@
 //! expired and was re-claimed by another changes nothing; the result says
 //! how many messages it still held (a stale lease is a result, not an error).
 
-use super::claim::resolve_lease;
-use super::{ids_from, reject_unknown_ids, INT8_ARRAY, INTERVAL, UUID};
+use super::claim::lease_deadline;
+use super::{ids_from, reject_unknown_ids, INT8_ARRAY, TIMESTAMPTZ, UUID};
 use crate::error::{required, OutboxError, OutboxResult};
 use crate::plans::Query;
 use pgrx::datum::{Array, DatumWithOid, Interval, TimestampWithTimeZone};
@@ -23,7 +23,7 @@ static RELEASE: Query = Query {
 
 static EXTEND: Query = Query {
     sql: include_str!("../../../sql/queries/extend.sql"),
-    args: &[INT8_ARRAY, UUID, INTERVAL],
+    args: &[INT8_ARRAY, UUID, TIMESTAMPTZ],
 };
 
 /// Run a guarded statement over `ids`; returns the rows it changed and the
@@ -32,13 +32,13 @@ fn guarded(
     query: &'static Query,
     ids: Vec<i64>,
     token: Uuid,
-    extra: Option<Interval>,
+    extra: Option<TimestampWithTimeZone>,
 ) -> Result<(usize, Option<TimestampWithTimeZone>), OutboxError> {
     let wanted = ids.len();
     Spi::connect_mut(|client| {
         let mut args: Vec<DatumWithOid> = vec![ids.clone().into(), token.into()];
-        if let Some(lease) = extra {
-            args.push(lease.into());
+        if let Some(lease_end) = extra {
+            args.push(lease_end.into());
         }
         let (changed, first) = query.run(client, &args, |t| {
             let n = t.len();
@@ -114,8 +114,8 @@ fn extend_one(
 ) -> OutboxResult<Option<TimestampWithTimeZone>> {
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
-    let lease = resolve_lease(lease)?;
-    Ok(guarded(&EXTEND, vec![id], token, Some(lease))?.1)
+    let lease_end = lease_deadline(crate::clock::now(), lease)?;
+    Ok(guarded(&EXTEND, vec![id], token, Some(lease_end))?.1)
 }
 
 /// Extend the lease of several messages. Returns how many the token still held.
@@ -128,8 +128,8 @@ fn extend_many(
 ) -> OutboxResult<i32> {
     let ids = ids_from(ids)?;
     let token = required(lease_token, "lease_token")?;
-    let lease = resolve_lease(lease)?;
-    Ok(count(guarded(&EXTEND, ids, token, Some(lease))?.0))
+    let lease_end = lease_deadline(crate::clock::now(), lease)?;
+    Ok(count(guarded(&EXTEND, ids, token, Some(lease_end))?.0))
 }
 
 fn count(n: usize) -> i32 {

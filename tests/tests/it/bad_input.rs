@@ -28,6 +28,7 @@ async fn bad_inputs_get_specific_errors_and_change_nothing() {
     let long_key = "k".repeat(1025);
     let long_owner = "o".repeat(201);
     let big = format!("'{{\"blob\": \"{}\"}}'", "x".repeat(2000));
+    let deep = format!("'{}{}'::jsonb", "[".repeat(300), "]".repeat(300));
 
     let cases: Vec<(String, &str, &str)> = vec![
         ("SELECT outbox.enqueue(NULL, '1')".into(), NULL_NOT_ALLOWED, "topic must not be NULL"),
@@ -41,6 +42,16 @@ async fn bad_inputs_get_specific_errors_and_change_nothing() {
         (format!("SELECT outbox.enqueue('orders', '1', key => '{long_key}')"), INVALID_PARAMETER, "key is 1025 bytes"),
         ("SELECT outbox.enqueue('orders', '1', headers => '[]')".into(), INVALID_PARAMETER, "JSON object"),
         ("SELECT outbox.enqueue('orders', '1', headers => '{\"n\": 1}')".into(), INVALID_PARAMETER, "is not a string"),
+        // Found by probing: jsonb accepts what serde_json refuses; both were XX000.
+        (format!("SELECT outbox.enqueue('orders', '1', headers => {deep})"), INVALID_PARAMETER, "JSON object of string values"),
+        (format!("SELECT outbox.enqueue('orders', '1', headers => jsonb_build_object('h', {deep}))"), INVALID_PARAMETER, "recursion limit"),
+        ("SELECT outbox.enqueue('orders', '1', headers => '{\"h\": 1e400}')".into(), INVALID_PARAMETER, "number out of range"),
+        (format!("SELECT outbox.enqueue_batch('orders', ARRAY['1']::jsonb[], headers => ARRAY[jsonb_build_object('h', {deep})])"), INVALID_PARAMETER, "JSON object of string values"),
+        // Found by probing: a key whose head is never due blocks the key forever.
+        ("SELECT outbox.enqueue('orders', '1', key => 'k', deliver_at => 'infinity')".into(), INVALID_PARAMETER, "not a finite time"),
+        ("SELECT outbox.enqueue('orders', '1', deliver_at => '-infinity')".into(), INVALID_PARAMETER, "not a finite time"),
+        ("SELECT outbox.enqueue('orders', '1', deliver_at => now() + interval '367 days')".into(), INVALID_PARAMETER, "more than a year ahead"),
+        ("SELECT outbox.enqueue_batch('orders', ARRAY['1']::jsonb[], deliver_at => 'infinity')".into(), INVALID_PARAMETER, "not a finite time"),
         ("SELECT outbox.enqueue('orders', '1', max_attempts => 0)".into(), INVALID_PARAMETER, "max_attempts is 0"),
         ("SELECT outbox.enqueue('orders', '1', max_attempts => -1)".into(), INVALID_PARAMETER, "max_attempts is -1"),
         ("SELECT outbox.enqueue_batch('orders', NULL)".into(), NULL_NOT_ALLOWED, "payloads must not be NULL"),
@@ -71,6 +82,19 @@ async fn bad_inputs_get_specific_errors_and_change_nothing() {
         ("SELECT * FROM outbox.claim('r', 1, '0 seconds')".into(), INVALID_PARAMETER, "positive interval"),
         ("SELECT * FROM outbox.claim('r', 1, '-1 minute')".into(), INVALID_PARAMETER, "positive interval"),
         ("SELECT * FROM outbox.claim('r', 1, '25 hours')".into(), INVALID_PARAMETER, "longer than 24 hours"),
+        // Found by probing: caps checked with a month as 30 days were bypassed
+        // by mixed signs ('100 years -35999 days' is about 525 days).
+        ("SELECT * FROM outbox.claim('r', 1, '100 years -35999 days')".into(), INVALID_PARAMETER, "longer than 24 hours"),
+        // A day by the 30-day count, four or five days back on the calendar.
+        ("SELECT * FROM outbox.claim('r', 1, '-12 months 361 days')".into(), INVALID_PARAMETER, "positive interval"),
+        ("SELECT * FROM outbox.claim('r', 1, '178000000 years')".into(), INVALID_PARAMETER, "longer than 24 hours"),
+        ("SELECT * FROM outbox.claim('r', 1, '-178000000 years')".into(), INVALID_PARAMETER, "longer than 24 hours"),
+        (format!("SELECT outbox.extend({id}, '{token}', '100 years -35999 days')"), INVALID_PARAMETER, "longer than 24 hours"),
+        (format!("SELECT outbox.extend_batch(ARRAY[{id}], '{token}', '100 years -35999 days')"), INVALID_PARAMETER, "longer than 24 hours"),
+        (format!("SELECT * FROM outbox.fail({id}, '{token}', 'x', retry_in => '1000 years -359700 days')"), INVALID_PARAMETER, "longer than a year"),
+        (format!("SELECT * FROM outbox.fail({id}, '{token}', 'x', retry_in => '-12 months 361 days')"), INVALID_PARAMETER, "negative"),
+        (format!("SELECT * FROM outbox.fail({id}, '{token}', 'x', retry_in => '178000000 years')"), INVALID_PARAMETER, "longer than a year"),
+        ("SELECT outbox.doorbell_arm('1000000 years')".into(), INVALID_PARAMETER, "longer than 24 hours"),
         ("SELECT * FROM outbox.claim('r', 1, topics => '{}')".into(), INVALID_PARAMETER, "empty array"),
         ("SELECT * FROM outbox.claim('r', 1, topics => ARRAY['ok', NULL])".into(), INVALID_PARAMETER, "contains NULL"),
         ("SELECT * FROM outbox.claim('r', 1, topics => ARRAY['b a d'])".into(), INVALID_PARAMETER, "topics element \"b a d\""),

@@ -186,13 +186,13 @@ async fn claim_finds_its_rows_by_index_not_by_scanning_the_table() {
     ))
     .unwrap();
     c.batch_execute(&format!(
-        "PREPARE claim_plan(text, integer, interval, text[], uuid) AS {sql}"
+        "PREPARE claim_plan(text, integer, timestamptz, text[], uuid, timestamptz) AS {sql}"
     ))
     .await
     .unwrap();
     let plan: Vec<String> = c
         .query(
-            "EXPLAIN (COSTS OFF) EXECUTE claim_plan('relay', 100, '30 seconds', NULL, gen_random_uuid())",
+            "EXPLAIN (COSTS OFF) EXECUTE claim_plan('relay', 100, now() + interval '30 seconds', NULL, gen_random_uuid(), now())",
             &[],
         )
         .await
