@@ -6,11 +6,16 @@ SHELL := /bin/bash
 TEST_ARGS ?=
 export TEST_ARGS
 
-# make bench QUICK=1: the same report from shorter runs (under 3 minutes)
+# Extra outbox-soak arguments, e.g. make soak SOAK_ARGS='--seed 42'
+SOAK_ARGS ?=
+export SOAK_ARGS
+
+# make bench QUICK=1: the same report from shorter runs (under 3 minutes);
+# make soak QUICK=1: the CI-sized soak (about 2 minutes)
 QUICK ?=
 export QUICK
 
-.PHONY: help setup test demo bench doorbell-tax fmt
+.PHONY: help setup test demo bench soak doorbell-tax fmt
 
 help:
 	@echo "Targets:"
@@ -21,6 +26,10 @@ help:
 	@echo "  demo   setup, then a throwaway PostgreSQL, a producer and outbox-relay end to end"
 	@echo "  bench  setup, then outbox vs raw PostgreSQL, PgQ and pgmq on a throwaway"
 	@echo "         cluster; report in target/bench/ (QUICK=1: under 3 minutes)"
+	@echo "  soak   setup, then the chaos soak: producers and 4 outbox-relays under"
+	@echo "         SIGKILL/SIGSTOP, PostgreSQL crashes, cut connections; report in"
+	@echo "         target/soak/ (1M messages, ~22 min; QUICK=1: 20k, ~2 min;"
+	@echo "         SOAK_ARGS='--seed N ...' replays or resizes)"
 	@echo "  doorbell-tax  measure what the doorbell trigger costs producers"
 	@echo "                (needs the extension installed: run make test first)"
 	@echo "  fmt    cargo fmt --all"
@@ -36,6 +45,9 @@ demo: setup
 
 bench: setup
 	bash scripts/bench.sh
+
+soak: setup
+	bash scripts/soak.sh
 
 doorbell-tax:
 	bash scripts/doorbell-tax.sh

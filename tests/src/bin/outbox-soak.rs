@@ -14,7 +14,7 @@ use outbox_tests::soak::{find_relay_binary, run, SoakConfig};
 /// Producers and outbox-relay processes under seeded faults; reports lost,
 /// phantom, out-of-order and duplicate deliveries.
 #[derive(Debug, Parser)]
-#[command(name = "outbox-soak", version, about, long_about = None)]
+#[command(name = "outbox-soak", version, about, long_about = None, args_override_self = true)]
 struct Args {
     /// Messages to produce (one transaction each; about 10% roll back).
     #[arg(long, default_value_t = 20_000)]

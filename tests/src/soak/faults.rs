@@ -294,7 +294,7 @@ async fn apply(
     rng: &mut ChaCha8Rng,
     holding: &mut tokio::task::JoinSet<()>,
 ) -> Result<String, String> {
-    let relays = t.relays.len().await;
+    let relays = t.relays.count().await;
     Ok(match fault.kind {
         FaultKind::RelayKill => {
             let i = rng.gen_range(0..relays);
@@ -334,13 +334,18 @@ async fn apply(
             format!("stopped -m immediate, down for {hold:?}, restarted")
         }
         FaultKind::TerminateBackends => {
-            let group = ["soak-relay-%", "soak-producer-%", "soak-%"][rng.gen_range(0..3)];
-            match terminate(&t.direct, group, fault.share, rng).await {
+            // Never the soak's own control connections (`soak-control`).
+            let (name, groups): (&str, &[&str]) = match rng.gen_range(0..3) {
+                0 => ("relays", &["soak-relay-%"]),
+                1 => ("producers", &["soak-producer-%"]),
+                _ => ("relays and producers", &["soak-relay-%", "soak-producer-%"]),
+            };
+            match terminate(&t.direct, groups, fault.share, rng).await {
                 Ok(n) => format!(
-                    "terminated {n} backends of {group} (share {:.2})",
+                    "terminated {n} backends of the {name} (share {:.2})",
                     fault.share
                 ),
-                Err(e) => format!("could not terminate ({group}): {e}"),
+                Err(e) => format!("could not terminate ({name}): {e}"),
             }
         }
         FaultKind::ProxyCut => {
@@ -381,7 +386,7 @@ fn choose<T: Copy>(all: Vec<T>, share: f64, rng: &mut ChaCha8Rng) -> Vec<T> {
 
 async fn terminate(
     direct: &tokio_postgres::Config,
-    group: &str,
+    groups: &[&str],
     share: f64,
     rng: &mut ChaCha8Rng,
 ) -> Result<usize, String> {
@@ -396,8 +401,8 @@ async fn terminate(
     let pids: Vec<i32> = client
         .query(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name LIKE $1 ORDER BY pid",
-            &[&group],
+             AND application_name LIKE ANY($1) AND pid <> pg_backend_pid() ORDER BY pid",
+            &[&groups],
         )
         .await
         .map_err(|e| crate::describe_error(&e))?
@@ -413,4 +418,27 @@ async fn terminate(
         .await
         .map_err(|e| crate::describe_error(&e))?;
     Ok(victims.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GAP: (Duration, Duration) = (Duration::from_millis(1500), Duration::from_millis(4000));
+
+    #[test]
+    fn a_seed_replays_the_same_schedule_and_the_first_round_has_every_kind() {
+        let a: Vec<_> = Schedule::new(42, GAP).take(50).collect();
+        let b: Vec<_> = Schedule::new(42, GAP).take(50).collect();
+        let key = |f: &Fault| (f.at, f.kind, f.hold, f.pick);
+        assert_eq!(
+            a.iter().map(key).collect::<Vec<_>>(),
+            b.iter().map(key).collect::<Vec<_>>()
+        );
+        let mut first: Vec<_> = a[..FaultKind::ALL.len()].iter().map(|f| f.kind).collect();
+        first.sort();
+        assert_eq!(first, FaultKind::ALL.to_vec());
+        let other: Vec<_> = Schedule::new(43, GAP).take(50).map(|f| key(&f)).collect();
+        assert_ne!(a.iter().map(key).collect::<Vec<_>>(), other);
+    }
 }

@@ -70,7 +70,7 @@ impl Relays {
         Ok(relays)
     }
 
-    pub async fn len(&self) -> usize {
+    pub async fn count(&self) -> usize {
         self.slots.lock().await.len()
     }
 
@@ -157,7 +157,7 @@ impl Relays {
 
     /// Resumes every stopped relay and fills every empty slot.
     pub async fn heal(&self) -> Result<(), String> {
-        let n = self.len().await;
+        let n = self.count().await;
         for i in 0..n {
             let generation = self.slots.lock().await[i].generation;
             self.resume(i, generation).await;

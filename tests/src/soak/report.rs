@@ -311,6 +311,18 @@ impl SoakReport {
         for (k, v) in rows {
             let _ = writeln!(s, "| {k} | {v} |");
         }
+        let _ = writeln!(
+            s,
+            "\nLost: committed (a ledger row) but never delivered and not a dead letter. \
+             Phantom: delivered or dead-lettered but not committed. Order violation: for a \
+             key, the first deliveries of its messages not in id order. A message delivered \
+             again after its first delivery is a duplicate, not a violation: at least once \
+             allows it (consumers drop it by id). Redelivered: again at a higher attempt \
+             (its holder lost the lease after the sink had it: killed, stopped, cut off, or \
+             its completion lost in a crash); stale worker: again at an attempt no higher \
+             than one already delivered (a stopped relay woke and sent what another relay \
+             had already delivered)."
+        );
         let _ = writeln!(s, "\n## Faults\n\n| kind | injected |\n| --- | --- |");
         for (k, n) in self.faults_by_kind() {
             let _ = writeln!(s, "| {k} | {n} |");

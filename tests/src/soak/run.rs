@@ -189,7 +189,7 @@ pub async fn run(cfg: &SoakConfig) -> Result<SoakReport, String> {
             .port(proxy.port())
             .user(SUPERUSER)
             .dbname(db.name())
-            .application_name(&format!("soak-producer-{p}"))
+            .application_name(format!("soak-producer-{p}"))
             .connect_timeout(Duration::from_secs(5));
         let share = cfg.messages / u64::from(cfg.producers)
             + u64::from(u64::from(p) < cfg.messages % u64::from(cfg.producers));
