@@ -93,8 +93,9 @@ impl Roles {
 
 /// `SELECT outbox.<grant>(role)` as the extension owner.
 pub async fn grant(su: &Client, grant: &str, role: &str) {
+    // regrole's input is an identifier: quote it.
     let sql = format!("SELECT outbox.{grant}($1::text::regrole)");
-    if let Err(e) = su.execute(&sql, &[&role]).await {
+    if let Err(e) = su.execute(&sql, &[&quote_ident(role)]).await {
         panic!("{sql} ({role}): {}", describe_error(&e));
     }
 }

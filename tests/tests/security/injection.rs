@@ -321,7 +321,7 @@ async fn grant_functions_quote_hostile_role_names() {
         for s in NASTY {
             su.execute(
                 "SELECT outbox._grant_functions($1::text::regrole, ARRAY[$2::text, 'claim'' OR true --'])",
-                &[&role, s],
+                &[&quote_ident(&role), s],
             )
             .await
             .unwrap_or_else(|e| panic!("_grant_functions({s:?}): {}", describe_error(&e)));

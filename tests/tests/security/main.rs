@@ -13,4 +13,6 @@ mod injection;
 mod matrix;
 mod producer_view;
 mod redaction;
+mod revoke;
+mod settings;
 mod shadowing;

@@ -52,6 +52,7 @@ const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox._max_rows(integer)", NOBODY),
     ("outbox._check_dead_ids(bigint[])", NOBODY),
     ("outbox._doorbell()", NOBODY),
+    ("outbox._now()", NOBODY),
 ];
 
 const TABLE_PRIVILEGES: &[&str] = &[
@@ -293,14 +294,14 @@ async fn acl_problems(su: &Client, roles: &Roles) -> Vec<String> {
         su,
         "WITH o AS (
              SELECT p.oid::regprocedure::text AS object, p.proowner AS owner,
-                    coalesce(p.proacl, acldefault('f', p.proowner)) AS acl
+                    coalesce(p.proacl, acldefault('f'::\"char\", p.proowner)) AS acl
              FROM pg_proc AS p WHERE p.pronamespace = 'outbox'::regnamespace
              UNION ALL
              SELECT c.oid::regclass::text, c.relowner,
-                    coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END, c.relowner))
+                    coalesce(c.relacl, acldefault((CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner))
              FROM pg_class AS c WHERE c.relnamespace = 'outbox'::regnamespace AND c.relkind NOT IN ('i', 'I', 't')
              UNION ALL
-             SELECT 'schema outbox', n.nspowner, coalesce(n.nspacl, acldefault('n', n.nspowner))
+             SELECT 'schema outbox', n.nspowner, coalesce(n.nspacl, acldefault('n'::\"char\", n.nspowner))
              FROM pg_namespace AS n WHERE n.nspname = 'outbox'
          )
          SELECT o.object, a.grantee = 0, coalesce(a.grantee::regrole::text, 'PUBLIC'),
@@ -341,8 +342,8 @@ async fn acl_problems(su: &Client, roles: &Roles) -> Vec<String> {
     }
     for (kind, sql) in [
         ("function", "SELECT count(*) FROM pg_proc AS p WHERE p.pronamespace = 'outbox'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE')"),
-        ("table", "SELECT count(*) FROM pg_class AS c WHERE c.relnamespace = 'outbox'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND has_table_privilege('public', c.oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER')"),
-        ("sequence", "SELECT count(*) FROM pg_class AS c WHERE c.relnamespace = 'outbox'::regnamespace AND c.relkind = 'S' AND has_sequence_privilege('public', c.oid, 'USAGE,SELECT,UPDATE')"),
+        ("table", "SELECT count(*) FROM pg_class AS c WHERE c.relnamespace = 'outbox'::regnamespace AND CASE WHEN c.relkind IN ('r', 'p', 'v', 'm', 'f') THEN has_table_privilege('public', c.oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER') ELSE false END"),
+        ("sequence", "SELECT count(*) FROM pg_class AS c WHERE c.relnamespace = 'outbox'::regnamespace AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('public', c.oid, 'USAGE,SELECT,UPDATE') ELSE false END"),
         ("schema", "SELECT count(*) FROM pg_namespace WHERE nspname = 'outbox' AND has_schema_privilege('public', oid, 'USAGE,CREATE')"),
     ] {
         let n: i64 = one(su, sql, &[]).await.get(0);

@@ -185,7 +185,7 @@ async fn a_producer_sees_other_sessions_and_their_locks_but_not_their_statements
     exec(&other, "BEGIN; SELECT outbox.enqueue('orders', '{}')").await;
     let other_pid = pid(&other).await;
     let lock = "SELECT array_agg(pid ORDER BY pid) FROM pg_locks
-                WHERE locktype = 'relation' AND granted AND relation = $1::regclass AND mode = $2
+                WHERE locktype = 'relation' AND granted AND relation = $1::text::regclass AND mode = $2
                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
     let sleeping: Option<Vec<i32>> = one(&p, lock, &[&"outbox.doorbell_gate", &"ShareLock"])
         .await

@@ -16,7 +16,7 @@
 
 use crate::common::*;
 use outbox_tests::tokio_postgres::Client;
-use outbox_tests::{quote_ident, TestDb};
+use outbox_tests::{describe_error, quote_ident, TestDb};
 use serde_json::json;
 
 /// The SECURITY DEFINER functions the scenario below exercises, by name.
@@ -244,6 +244,7 @@ async fn objects_in_a_schema_first_on_the_path_change_nothing() {
     let attacker = db.client_as(attacker_role).await;
     exec(&attacker, &plant("evil")).await;
     exec(&attacker, "SET search_path = evil, pg_catalog, pg_temp").await;
+    planted_objects_catch_an_unpinned_function(&su, &attacker, "1::bigint = 2::bigint").await;
     scenario(&su, &attacker).await;
 }
 
@@ -256,7 +257,29 @@ async fn objects_in_pg_temp_change_nothing() {
     // A role needs TEMP on the database, which PUBLIC has by default.
     exec(&attacker, &plant("pg_temp")).await;
     exec(&attacker, "SET search_path = pg_temp, pg_catalog").await;
+    planted_objects_catch_an_unpinned_function(&su, &attacker, "EXISTS (SELECT 1 FROM messages)")
+        .await;
     scenario(&su, &attacker).await;
+}
+
+/// The control experiment: a SECURITY DEFINER function *without* a pinned
+/// search_path that evaluates `expr` does run the planted object, so the
+/// scenario's passing means the pinning works, not that the plant missed.
+async fn planted_objects_catch_an_unpinned_function(su: &Client, a: &Client, expr: &str) {
+    exec(
+        su,
+        &format!(
+            "CREATE FUNCTION public.unpinned_probe() RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
+                 AS $$ BEGIN RETURN {expr}; END $$;
+             GRANT EXECUTE ON FUNCTION public.unpinned_probe() TO PUBLIC"
+        ),
+    )
+    .await;
+    match a.batch_execute("SELECT public.unpinned_probe()").await {
+        Err(e) if describe_error(&e).contains("shadow object called") => {}
+        other => panic!("the planted objects did not catch an unpinned function: {other:?}"),
+    }
+    exec(su, "DROP FUNCTION public.unpinned_probe()").await;
 }
 
 /// `sql` (a check as the superuser, on an unpoisoned session) is true.
@@ -579,8 +602,8 @@ async fn scenario(su: &Client, a: &Client) {
     check(
         su,
         "what is left: the invoice dead, id6 ready",
-        "SELECT (SELECT array_agg(id ORDER BY id) FROM outbox.dead_letters) = ARRAY[$1]
-            AND (SELECT array_agg(id ORDER BY id) FROM outbox.messages) = ARRAY[$2]",
+        "SELECT (SELECT array_agg(id ORDER BY id) FROM outbox.dead_letters) = ARRAY[$1::bigint]
+            AND (SELECT array_agg(id ORDER BY id) FROM outbox.messages) = ARRAY[$2::bigint]",
         &[&inv, &id6],
     )
     .await;
