@@ -8,6 +8,9 @@
 //!   the broker acknowledged and fails the rest; several workers, woken by the
 //!   doorbell, reconnecting, with a two-phase graceful shutdown.
 //! - [`StdoutPublisher`] is the embedded default (one JSON line per message).
+//! - [`ConnInfo`] and [`connect`]: libpq connection strings with `sslmode`,
+//!   `sslrootcert`, `sslcert` and `sslkey`, over rustls; the relay connects
+//!   the same way ([`RelayConfig::tls`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +37,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod conninfo;
 mod error;
 pub mod publish;
 mod relay;
@@ -41,6 +45,10 @@ mod sql;
 mod store;
 mod types;
 
+pub use conninfo::{
+    connect, error_chain, ConnInfo, RootCert, SslMode, TlsConfig, TlsConnection, TlsOptions,
+    TlsStream,
+};
 pub use error::Error;
 pub use publish::{Delivery, Publisher, StdoutPublisher};
 #[cfg(feature = "http")]

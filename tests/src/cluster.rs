@@ -78,6 +78,24 @@ pub(crate) struct TemplateState {
 
 static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
+/// What a [`Cluster::private_with`] cluster has besides the harness's own
+/// settings, e.g. TLS: `ssl = on`, certificate files, a `pg_hba.conf` with
+/// `hostssl` lines.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Extra `postgresql.conf` lines, after the harness's (so they win),
+    /// e.g. `ssl = on`.
+    pub settings: Vec<String>,
+    /// The whole `pg_hba.conf`, replacing initdb's (which trusts every local
+    /// and 127.0.0.1 connection). The harness connects over the unix socket
+    /// as [`SUPERUSER`], so keep a `local all all trust` line.
+    pub hba: Option<String>,
+    /// Files written into the data directory before the server starts, as
+    /// (name relative to it, contents, mode), owned by the server's OS user:
+    /// e.g. `server.key` with mode `0o600`, which PostgreSQL insists on.
+    pub files: Vec<(String, Vec<u8>, u32)>,
+}
+
 impl Cluster {
     /// The cluster of this test process, started on first use.
     ///
@@ -112,7 +130,28 @@ impl Cluster {
     ///
     /// If the cluster cannot be started, with the failing command's output.
     pub fn private() -> &'static Cluster {
-        match Cluster::start() {
+        Cluster::private_with(ClusterOptions::default())
+    }
+
+    /// Like [`private`](Self::private), with extra settings, a
+    /// `pg_hba.conf` of its own and files in the data directory.
+    ///
+    /// # Panics
+    ///
+    /// If the cluster cannot be started, with the failing command's output
+    /// and the server log.
+    ///
+    /// ```no_run
+    /// use outbox_tests::{Cluster, ClusterOptions};
+    /// let cluster = Cluster::private_with(ClusterOptions {
+    ///     settings: vec!["log_connections = on".into()],
+    ///     hba: Some("local all all trust\nhost all all 127.0.0.1/32 reject\n".into()),
+    ///     files: vec![],
+    /// });
+    /// # let _ = cluster;
+    /// ```
+    pub fn private_with(options: ClusterOptions) -> &'static Cluster {
+        match Cluster::start_with(&options) {
             Ok(cluster) => Box::leak(Box::new(cluster)),
             Err(message) => panic!("{message}"),
         }
@@ -367,8 +406,12 @@ impl Cluster {
             .join(format!("{name}.control"))
     }
 
-    /// initdb + start. All errors are returned as a finished panic message.
     fn start() -> Result<Cluster, String> {
+        Cluster::start_with(&ClusterOptions::default())
+    }
+
+    /// initdb + start. All errors are returned as a finished panic message.
+    fn start_with(options: &ClusterOptions) -> Result<Cluster, String> {
         let pg_bin = std::env::var_os("OUTBOX_PG_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PG_BIN));
@@ -443,11 +486,16 @@ impl Cluster {
             .open(&conf)
             .and_then(|mut f| f.write_all(b"\n# outbox_tests harness\ninclude 'harness.conf'\n"))
             .map_err(|e| format!("outbox_tests: cannot edit {}: {e}", conf.display()))?;
+        write_options_files(&data_dir, options, &run_as)?;
 
         let mut last_error = String::new();
         for _attempt in 0..START_ATTEMPTS {
             let port = free_port()?;
-            let settings = harness_settings(&socket_dir, port);
+            let mut settings = harness_settings(&socket_dir, port);
+            for line in &options.settings {
+                settings.push_str(line);
+                settings.push('\n');
+            }
             let harness_conf = data_dir.join("harness.conf");
             std::fs::write(&harness_conf, settings).map_err(|e| {
                 format!("outbox_tests: cannot write {}: {e}", harness_conf.display())
@@ -489,6 +537,34 @@ impl Cluster {
         }
         Err(last_error)
     }
+}
+
+/// [`ClusterOptions::files`] and [`ClusterOptions::hba`] into `data_dir`,
+/// owned by the server's OS user.
+fn write_options_files(
+    data_dir: &Path,
+    options: &ClusterOptions,
+    run_as: &RunAs,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut files: Vec<(&str, &[u8], u32)> = options
+        .files
+        .iter()
+        .map(|(name, contents, mode)| (name.as_str(), contents.as_slice(), *mode))
+        .collect();
+    if let Some(hba) = &options.hba {
+        files.push(("pg_hba.conf", hba.as_bytes(), 0o600));
+    }
+    for (name, contents, mode) in files {
+        let path = data_dir.join(name);
+        std::fs::write(&path, contents)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| format!("outbox_tests: cannot write {}: {e}", path.display()))?;
+        if let Some(user) = &run_as.user {
+            run(Command::new("chown").arg(format!("{user}:")).arg(&path))?;
+        }
+    }
+    Ok(())
 }
 
 /// The harness's `postgresql.conf` settings (`harness.conf`, included from

@@ -3,10 +3,11 @@
 //! Logs go to stderr; with `--publisher stdout` the messages go to stdout,
 //! one JSON object per line.
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use outbox_client::{
-    Error, HttpConfig, HttpPublisher, KafkaConfig, KafkaPublisher, NatsConfig, NatsPublisher,
-    Publisher, Relay, RelayConfig, StdoutPublisher,
+    error_chain, ConnInfo, Error, HttpConfig, HttpPublisher, KafkaConfig, KafkaPublisher,
+    NatsConfig, NatsPublisher, Publisher, Relay, RelayConfig, StdoutPublisher, TlsOptions,
 };
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,9 +32,33 @@ enum PublisherKind {
 #[command(name = "outbox-relay", version, about, long_about = None)]
 struct Args {
     /// PostgreSQL connection string: a URL (postgres://user@host:5432/db) or
-    /// key=value pairs (host=/var/run/postgresql dbname=app).
+    /// key=value pairs (host=/var/run/postgresql dbname=app). It may carry
+    /// sslmode, sslrootcert, sslcert and sslkey as libpq does.
     #[arg(long, env = "OUTBOX_DATABASE_URL", hide_env_values = true)]
     database_url: String,
+
+    /// TLS to PostgreSQL (over TCP; unix sockets are never encrypted):
+    /// disable; prefer (the default: TLS if the server offers it, not
+    /// verified, else plain text); require (TLS, verified only against
+    /// --sslrootcert if given); verify-ca (the certificate chains to
+    /// --sslrootcert, or the system roots); verify-full (verify-ca, and the
+    /// certificate names the host). A flag that contradicts the connection
+    /// string is an error; PGSSL* variables only fill in what it leaves out.
+    #[arg(long, env = "PGSSLMODE", value_name = "MODE")]
+    sslmode: Option<String>,
+
+    /// PEM file of the CA certificate(s) to trust, or "system" (the system
+    /// roots; needs verify-full). Default: the system roots for verify-*.
+    #[arg(long, env = "PGSSLROOTCERT", value_name = "FILE")]
+    sslrootcert: Option<String>,
+
+    /// PEM client certificate, for `cert` authentication (needs --sslkey).
+    #[arg(long, env = "PGSSLCERT", value_name = "FILE")]
+    sslcert: Option<String>,
+
+    /// The client certificate's unencrypted PEM key (mode 0600).
+    #[arg(long, env = "PGSSLKEY", value_name = "FILE")]
+    sslkey: Option<String>,
 
     /// Where messages go.
     #[arg(long, env = "OUTBOX_PUBLISHER", value_enum, default_value = "stdout")]
@@ -134,12 +159,40 @@ struct Args {
     log: String,
 }
 
-fn config(args: &Args) -> Result<RelayConfig, String> {
-    let db: tokio_postgres::Config = args
-        .database_url
-        .parse()
-        .map_err(|e| format!("--database-url is not a valid connection string: {e}"))?;
-    let mut config = RelayConfig::new(db);
+/// The TLS flags given on the command line (`explicit`) and those from
+/// PGSSL* variables (`fallback`), for [`ConnInfo::parse_with`].
+fn tls_options(args: &Args, matches: &ArgMatches) -> (TlsOptions, TlsOptions) {
+    let (mut explicit, mut fallback) = (TlsOptions::default(), TlsOptions::default());
+    let flags = [
+        ("sslmode", &args.sslmode),
+        ("sslrootcert", &args.sslrootcert),
+        ("sslcert", &args.sslcert),
+        ("sslkey", &args.sslkey),
+    ];
+    for (name, value) in flags {
+        let from_env = matches.value_source(name) == Some(ValueSource::EnvVariable);
+        let target = if from_env {
+            &mut fallback
+        } else {
+            &mut explicit
+        };
+        let slot = match name {
+            "sslmode" => &mut target.sslmode,
+            "sslrootcert" => &mut target.sslrootcert,
+            "sslcert" => &mut target.sslcert,
+            _ => &mut target.sslkey,
+        };
+        slot.clone_from(value);
+    }
+    (explicit, fallback)
+}
+
+fn config(args: &Args, matches: &ArgMatches) -> Result<RelayConfig, String> {
+    let (explicit, fallback) = tls_options(args, matches);
+    let info = ConnInfo::parse_with(&args.database_url, &explicit, &fallback)
+        .map_err(|e| e.to_string())?;
+    let mut config = RelayConfig::new(info.db);
+    config.tls = info.tls;
     config.batch_size = args.batch_size;
     config.concurrency = args.concurrency;
     config.lease = args.lease;
@@ -205,7 +258,8 @@ fn cancel_on_signals(token: CancellationToken) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -213,7 +267,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = match config(&args) {
+    let config = match config(&args, &matches) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("outbox-relay: {e}");
@@ -279,7 +333,9 @@ async fn main() -> ExitCode {
                 }
                 _ => "",
             };
-            eprintln!("outbox-relay: {e}{advice}");
+            // The whole chain: "db error" alone does not say that the CA
+            // is wrong or pg_hba.conf wants TLS.
+            eprintln!("outbox-relay: {}{advice}", error_chain(&e));
             match e {
                 Error::Config { .. } => ExitCode::from(2),
                 _ => ExitCode::FAILURE,

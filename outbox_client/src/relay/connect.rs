@@ -1,21 +1,25 @@
-//! Connections: session setup, and reconnecting with capped, jittered
-//! exponential backoff while PostgreSQL is away.
+//! Connections: TLS as [`RelayConfig::tls`] says, session setup, and
+//! reconnecting with capped, jittered exponential backoff while PostgreSQL
+//! is away. Every connection the relay opens (workers, doorbell, metrics)
+//! comes from here.
 
+use super::RelayConfig;
 use crate::store::Prepared;
-use crate::{sql, Error};
+use crate::{error_chain, sql, Error};
 use rand::Rng;
 use std::time::Duration;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, Client, Notification};
 use tokio_util::sync::CancellationToken;
 
-/// One connection attempt, with the relay's session settings: an empty
-/// search_path (every statement is schema-qualified) and asynchronous commit
-/// (a lost acknowledgement of complete/fail only means a redelivery).
-pub(crate) async fn connect_once(db: &tokio_postgres::Config) -> Result<Client, Error> {
-    let (client, connection) = db.connect(NoTls).await?;
+/// One connection attempt to `cfg.db` secured by `cfg.tls`, with the relay's
+/// session settings: an empty search_path (every statement is
+/// schema-qualified) and asynchronous commit (a lost acknowledgement of
+/// complete/fail only means a redelivery).
+pub(crate) async fn connect_once(cfg: &RelayConfig) -> Result<Client, Error> {
+    let (client, connection) = crate::connect(&cfg.db, &cfg.tls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "connection closed");
+            tracing::debug!(error = %error_chain(&e), "connection closed");
         }
     });
     client.query_one(sql::SESSION_SETUP, &[]).await?;
@@ -25,9 +29,9 @@ pub(crate) async fn connect_once(db: &tokio_postgres::Config) -> Result<Client, 
 /// Like [`connect_once`], but notifications arrive on the returned channel;
 /// it closes when the connection does.
 pub(crate) async fn connect_listening(
-    db: &tokio_postgres::Config,
+    cfg: &RelayConfig,
 ) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<Notification>), Error> {
-    let (client, mut connection) = db.connect(NoTls).await?;
+    let (client, mut connection) = crate::connect(&cfg.db, &cfg.tls).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -40,7 +44,7 @@ pub(crate) async fn connect_listening(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::debug!(error = %e, "listening connection closed");
+                    tracing::debug!(error = %error_chain(&e), "listening connection closed");
                     break;
                 }
             }
@@ -72,7 +76,9 @@ where
             Ok(value) => return Ok(Some(value)),
             Err(e) if e.is_transient() => {
                 let jittered = delay.mul_f64(rand::thread_rng().gen_range(0.5..1.0));
-                tracing::warn!(error = %e, retry_in = ?jittered, "{what} failed; retrying");
+                // The whole chain: tokio-postgres' own text is only "db
+                // error" or "error performing TLS handshake".
+                tracing::warn!(error = %error_chain(&e), retry_in = ?jittered, "{what} failed; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(jittered) => {}
                     () = shutdown.cancelled() => return Ok(None),
@@ -97,8 +103,8 @@ impl Conn {
 }
 
 /// [`connect_once`], then prepare the relay's statements on it.
-pub(crate) async fn connect_prepared(db: &tokio_postgres::Config) -> Result<Conn, Error> {
-    let client = connect_once(db).await?;
+pub(crate) async fn connect_prepared(cfg: &RelayConfig) -> Result<Conn, Error> {
+    let client = connect_once(cfg).await?;
     let prepared = Prepared::new(&client).await?;
     Ok(Conn { client, prepared })
 }

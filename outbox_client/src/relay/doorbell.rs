@@ -20,7 +20,7 @@ pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
             "doorbell connection",
             cfg.reconnect_max,
             &shared.shutdown,
-            || connect::connect_listening(&cfg.db),
+            || connect::connect_listening(&cfg),
         )
         .await;
         let (client, mut rings) = match connected {

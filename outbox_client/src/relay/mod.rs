@@ -33,6 +33,13 @@ use tokio_util::task::TaskTracker;
 pub struct RelayConfig {
     /// Where the outbox lives. Default: none, required.
     pub db: tokio_postgres::Config,
+    /// How every connection to `db` is secured: `sslmode`, the CAs to
+    /// trust, a client certificate ([`ConnInfo`](crate::ConnInfo) parses
+    /// them from a connection string; `db`'s own `ssl_mode` is ignored).
+    /// Default: [`TlsConfig::from_config`](crate::TlsConfig::from_config) of
+    /// `db`: `prefer` (TLS when offered, unverified) unless `db` says
+    /// `disable` or `require`.
+    pub tls: crate::TlsConfig,
     /// The name on this relay's leases, unique per process. Default:
     /// `<hostname>:<pid>:<random>`.
     pub owner: String,
@@ -64,6 +71,7 @@ impl RelayConfig {
     /// A config with every default and this database.
     pub fn new(db: tokio_postgres::Config) -> Self {
         RelayConfig {
+            tls: crate::TlsConfig::from_config(&db),
             db,
             owner: default_owner(),
             batch_size: 100,
@@ -118,6 +126,7 @@ impl RelayConfig {
         if self.db.get_hosts().is_empty() {
             return bad("db", "names no host");
         }
+        self.tls.validate()?;
         Ok(())
     }
 }
@@ -214,7 +223,7 @@ impl<P: Publisher> Relay<P> {
     /// database that cannot be reached at start.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         // Fail fast on what reconnecting will not fix.
-        let first = connect::connect_once(&self.config.db).await?;
+        let first = connect::connect_once(&self.config).await?;
         crate::Store.check_extension(&first).await?;
         drop(first);
 

@@ -191,7 +191,7 @@ async fn poll_backlog<P>(shared: &Shared<P>) {
             .as_ref()
             .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
         {
-            client = connect::connect_once(&cfg.db).await.ok();
+            client = connect::connect_once(cfg).await.ok();
         }
         let ok = match &client {
             Some(c) => match Store.stats(c).await {

@@ -84,7 +84,7 @@ async fn ensure_connected<P>(shared: &Shared<P>, client: &mut Option<Conn>) -> R
     }
     let cfg = &shared.config;
     *client = connect::with_backoff("connect", cfg.reconnect_max, &shared.shutdown, || {
-        connect::connect_prepared(&cfg.db)
+        connect::connect_prepared(cfg)
     })
     .await?;
     Ok(client.is_some())
@@ -323,7 +323,7 @@ async fn ensure_connected_ignoring_shutdown<P>(
     let never = tokio_util::sync::CancellationToken::new();
     let cfg = &shared.config;
     *client = connect::with_backoff("reconnect", cfg.reconnect_max, &never, || {
-        connect::connect_prepared(&cfg.db)
+        connect::connect_prepared(cfg)
     })
     .await?;
     Ok(client.is_some())
