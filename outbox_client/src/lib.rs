@@ -59,4 +59,6 @@ pub use publish::{KafkaConfig, KafkaPublisher};
 pub use publish::{NatsConfig, NatsPublisher};
 pub use relay::{Relay, RelayConfig, RelayStats};
 pub use store::Store;
-pub use types::{FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats};
+pub use types::{
+    Claim, FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats, Undeliverable,
+};

@@ -3,12 +3,14 @@
 //! enqueue commits or rolls back with the caller's business rows.
 
 use crate::sql;
-use crate::types::{FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats};
+use crate::types::{
+    Claim, FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats, Undeliverable,
+};
 use crate::Error;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::time::Duration;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, GenericClient, Row, Statement};
 
 /// The outbox's SQL API for Rust.
@@ -66,9 +68,67 @@ impl Q<'_> {
         client: &impl GenericClient,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, Error> {
-        let n: i32 = self.one(client, params).await?.get(0);
+        let n: i32 = self.one(client, params).await?.try_get(0)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+}
+
+/// Column `idx` of a claimed row, or why not (the cause only: the value is
+/// producer data and stays out of error texts).
+fn column<'a, T: FromSql<'a>>(row: &'a Row, idx: usize, name: &str) -> Result<T, String> {
+    row.try_get(idx).map_err(|e| {
+        let cause = std::error::Error::source(&e).map_or_else(|| e.to_string(), |c| c.to_string());
+        format!("{name}: {cause}")
+    })
+}
+
+/// Headers are a JSON object of strings: the extension checks that at
+/// enqueue, and brokers can carry nothing else, so anything else (a row
+/// written around the extension) is undeliverable rather than guessed at.
+fn check_headers(headers: Option<Value>) -> Result<Option<Value>, String> {
+    match &headers {
+        None => Ok(headers),
+        Some(Value::Object(map)) if map.values().all(Value::is_string) => Ok(headers),
+        Some(Value::Object(_)) => Err("headers: a header value is not a string".into()),
+        Some(_) => Err("headers: not a JSON object".into()),
+    }
+}
+
+/// One claimed row: a message, or undeliverable when any column fails to
+/// decode. Only a row without a readable id or lease token is an error: it
+/// cannot even be dead-lettered, and since the database makes both columns
+/// (never a producer), it means the client and the installed extension
+/// disagree about `outbox.claim()`'s result. That stops the relay instead of
+/// letting it lease and abandon batch after batch.
+fn decode(row: &Row) -> Result<Result<Message, Undeliverable>, Error> {
+    let fence = |e: String| Error::Config {
+        field: "db",
+        reason: format!(
+            "outbox.claim() returned a row this client cannot read ({e}); is the installed \
+             outbox extension a version this client supports?"
+        ),
+    };
+    let id: i64 = column(row, 0, "id").map_err(fence)?;
+    let lease_token = LeaseToken(column(row, 6, "lease_token").map_err(fence)?);
+    let message = (|| {
+        Ok(Message {
+            id,
+            topic: column(row, 1, "topic")?,
+            key: column(row, 2, "key")?,
+            payload: column(row, 3, "payload")?,
+            headers: check_headers(column(row, 4, "headers")?)?,
+            attempt: column(row, 5, "attempt")?,
+            lease_token,
+            lease_expires_at: column(row, 7, "lease_expires_at")?,
+            created_at: column(row, 8, "created_at")?,
+        })
+    })();
+    Ok(message.map_err(|reason: String| Undeliverable {
+        id,
+        lease_token,
+        topic: column(row, 1, "topic").ok(),
+        reason,
+    }))
 }
 
 async fn claim(
@@ -78,25 +138,20 @@ async fn claim(
     batch_size: i32,
     lease: Duration,
     topics: Option<&[String]>,
-) -> Result<Vec<Message>, Error> {
+) -> Result<Claim, Error> {
     let lease = interval(lease);
     let rows = q
         .query(client, &[&owner, &batch_size, &lease, &topics])
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Message {
-            id: r.get(0),
-            topic: r.get(1),
-            key: r.get(2),
-            payload: r.get(3),
-            headers: r.get(4),
-            attempt: r.get(5),
-            lease_token: LeaseToken(r.get(6)),
-            lease_expires_at: r.get(7),
-            created_at: r.get(8),
-        })
-        .collect())
+    // Row by row: one row that does not decode must not cost the others.
+    let mut claim = Claim::default();
+    for row in &rows {
+        match decode(row)? {
+            Ok(message) => claim.messages.push(message),
+            Err(undeliverable) => claim.undeliverable.push(undeliverable),
+        }
+    }
+    Ok(claim)
 }
 
 async fn fail(
@@ -112,12 +167,14 @@ async fn fail(
     let row = q
         .one(client, &[&id, &token.0, &error, &retry_in, &permanent])
         .await?;
-    let state: String = row.get(0);
+    let state: String = row.try_get(0)?;
     Ok(match state.as_str() {
         "retrying" => FailOutcome::Retrying {
-            next_attempt_at: row.get(1),
+            next_attempt_at: row.try_get(1)?,
         },
         "dead" => FailOutcome::Dead,
+        // "stale", and any state a newer extension may add: the token did
+        // not settle the message as this client knows settling.
         _ => FailOutcome::Stale,
     })
 }
@@ -158,7 +215,7 @@ impl Prepared {
         batch_size: i32,
         lease: Duration,
         topics: Option<&[String]>,
-    ) -> Result<Vec<Message>, Error> {
+    ) -> Result<Claim, Error> {
         claim(
             Q::Prepared(&self.claim),
             client,
@@ -247,7 +304,7 @@ impl Store {
                 ],
             )
             .await?;
-        Ok(row.get(0))
+        Ok(row.try_get(0)?)
     }
 
     /// `outbox.enqueue_batch()`: many messages of one topic in one statement.
@@ -291,10 +348,17 @@ impl Store {
                 ],
             )
             .await?;
-        Ok(row.get(0))
+        Ok(row.try_get(0)?)
     }
 
     /// `outbox.claim()`: lease up to `batch_size` ready messages.
+    ///
+    /// Each row is decoded on its own: the ones this client cannot decode
+    /// (JSON that `jsonb` accepts but `serde_json` refuses) come back in
+    /// [`Claim::undeliverable`] instead of failing the call, and must be
+    /// dead-lettered with `fail(.., &u.error(), None, true)` — see [`Claim`].
+    /// An error means nothing usable came back (the rows claimed, if any,
+    /// are redelivered when their lease expires).
     pub async fn claim(
         &self,
         client: &impl GenericClient,
@@ -302,7 +366,7 @@ impl Store {
         batch_size: i32,
         lease: Duration,
         topics: Option<&[String]>,
-    ) -> Result<Vec<Message>, Error> {
+    ) -> Result<Claim, Error> {
         claim(
             Q::Text(sql::CLAIM),
             client,
@@ -376,23 +440,27 @@ impl Store {
     /// `outbox.stats()`.
     pub async fn stats(&self, client: &impl GenericClient) -> Result<Vec<TopicStats>, Error> {
         let rows = client.query(sql::STATS, &[]).await?;
-        Ok(rows
-            .iter()
-            .map(|r| TopicStats {
-                topic: r.get(0),
-                ready: r.get(1),
-                blocked: r.get(2),
-                scheduled: r.get(3),
-                leased: r.get(4),
-                dead: r.get(5),
-                oldest_ready_age_seconds: r.get(6),
+        rows.iter()
+            .map(|r| {
+                Ok(TopicStats {
+                    topic: r.try_get(0)?,
+                    ready: r.try_get(1)?,
+                    blocked: r.try_get(2)?,
+                    scheduled: r.try_get(3)?,
+                    leased: r.try_get(4)?,
+                    dead: r.try_get(5)?,
+                    oldest_ready_age_seconds: r.try_get(6)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Fails with [`Error::ExtensionMissing`] unless `CREATE EXTENSION outbox` ran.
     pub async fn check_extension(&self, client: &impl GenericClient) -> Result<(), Error> {
-        let present: bool = client.query_one(sql::EXTENSION_PRESENT, &[]).await?.get(0);
+        let present: bool = client
+            .query_one(sql::EXTENSION_PRESENT, &[])
+            .await?
+            .try_get(0)?;
         if present {
             Ok(())
         } else {

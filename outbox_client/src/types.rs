@@ -1,5 +1,6 @@
 //! The values that cross the SQL API: validated topics, messages to enqueue,
-//! claimed messages and the outcome of a failed attempt.
+//! claimed messages (and the rows that cannot be messages) and the outcome
+//! of a failed attempt.
 
 use crate::Error;
 use chrono::{DateTime, Utc};
@@ -36,7 +37,11 @@ impl Topic {
         if name.len() > 249 {
             return Err(invalid("longer than 249 bytes"));
         }
-        if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        if !name
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphanumeric)
+        {
             return Err(invalid("must start with a letter or digit"));
         }
         if name
@@ -124,8 +129,15 @@ impl NewMessage {
     }
 
     pub(crate) fn headers_json(&self) -> Option<Value> {
-        (!self.headers.is_empty())
-            .then(|| serde_json::to_value(&self.headers).unwrap_or(Value::Null))
+        // Built by hand: string to string cannot fail, so no error to drop.
+        (!self.headers.is_empty()).then(|| {
+            Value::Object(
+                self.headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+                    .collect(),
+            )
+        })
     }
 }
 
@@ -145,7 +157,8 @@ pub struct Message {
     pub key: Option<String>,
     /// The body.
     pub payload: Value,
-    /// String headers.
+    /// String headers: `None`, or a JSON object whose values are all
+    /// strings (a claimed row with anything else is [`Undeliverable`]).
     pub headers: Option<Value>,
     /// 1 for the first delivery attempt, 2 for the first retry, ...
     pub attempt: i32,
@@ -157,6 +170,77 @@ pub struct Message {
     pub lease_expires_at: DateTime<Utc>,
     /// When it was enqueued.
     pub created_at: DateTime<Utc>,
+}
+
+/// What one `outbox.claim()` handed out. Every row of it is leased to the
+/// caller, and every row must be settled: the [`messages`](Claim::messages)
+/// by publishing them (then `complete`, `fail` or `release`), the
+/// [`undeliverable`](Claim::undeliverable) ones by dead-lettering them.
+///
+/// A row is undeliverable when this client cannot decode it, although the
+/// extension accepted it: PostgreSQL's `jsonb` takes JSON that `serde_json`
+/// refuses, such as arrays nested deeper than 128 levels or a number like
+/// `1e400`. Such a row will never decode, so retrying it is pointless and it
+/// must not hold up the rest of the batch, or its key: fail it with
+/// `permanent => true` and [`Undeliverable::error`], and it lands in
+/// `outbox.dead_letters` with reason `permanent` and a `last_error` that
+/// starts with `undeliverable:`. Publishers never see such rows.
+///
+/// ```no_run
+/// # async fn demo(client: tokio_postgres::Client) -> Result<(), outbox_client::Error> {
+/// use outbox_client::Store;
+/// use std::time::Duration;
+/// let claim = Store.claim(&client, "my-relay", 100, Duration::from_secs(30), None).await?;
+/// for u in &claim.undeliverable {
+///     // e.g. "undeliverable: payload: recursion limit exceeded at line 1 column 129"
+///     Store.fail(&client, u.id, u.lease_token, &u.error(), None, true).await?;
+/// }
+/// for m in &claim.messages {
+///     // publish m.payload, then complete(&[m.id], m.lease_token) ...
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// The rows that decoded, in id order: hand these to the publisher.
+    pub messages: Vec<Message>,
+    /// The rows that did not, in id order: dead-letter these.
+    pub undeliverable: Vec<Undeliverable>,
+}
+
+impl Claim {
+    /// Whether the claim found nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.undeliverable.is_empty()
+    }
+
+    /// Rows claimed, decodable or not.
+    pub fn len(&self) -> usize {
+        self.messages.len() + self.undeliverable.len()
+    }
+}
+
+/// A claimed row this client cannot turn into a [`Message`], with what it
+/// needs to be dead-lettered: its id, the lease token that holds it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undeliverable {
+    /// The outbox id.
+    pub id: i64,
+    /// The lease token of the claim that returned it.
+    pub lease_token: LeaseToken,
+    /// Its topic, when even that could not be read `None`.
+    pub topic: Option<String>,
+    /// Which column could not be decoded and why, e.g. `payload: number
+    /// out of range at line 1 column 5`. Never contains the value itself.
+    pub reason: String,
+}
+
+impl Undeliverable {
+    /// The text to pass to `outbox.fail` as `error`: `undeliverable: ` and
+    /// the reason. It becomes the dead letter's `last_error`.
+    pub fn error(&self) -> String {
+        format!("undeliverable: {}", self.reason)
+    }
 }
 
 /// What `outbox.fail()` decided.

@@ -46,7 +46,9 @@ impl HttpConfig {
 ///
 /// 2xx is delivered; 408, 429 and 5xx, timeouts and connection errors are
 /// retryable (honouring `Retry-After`); any other status is permanent (the
-/// message is dead-lettered with the status and the start of the body).
+/// message is dead-lettered with the status and the start of the body). So
+/// is a message no request can carry (a key with a line break, which no
+/// HTTP header may hold): dead-lettered as `undeliverable: ...`.
 #[derive(Debug, Clone)]
 pub struct HttpPublisher {
     client: reqwest::Client,
@@ -93,7 +95,16 @@ impl HttpPublisher {
     }
 
     async fn send(&self, message: &Message) -> Delivery {
-        let body = serde_json::to_vec(message).expect("a message serializes");
+        let body = match serde_json::to_vec(message) {
+            Ok(body) => body,
+            Err(e) => {
+                return Delivery::Permanent {
+                    error: format!(
+                        "undeliverable: HTTP: cannot serialize the message as JSON: {e}"
+                    ),
+                }
+            }
+        };
         let id = message.id.to_string();
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -114,6 +125,11 @@ impl HttpPublisher {
         }
         match request.body(body).send().await {
             Ok(response) => classify(response).await,
+            // The request could not even be built from this message (a
+            // header value reqwest refuses): retrying changes nothing.
+            Err(e) if e.is_builder() => Delivery::Permanent {
+                error: format!("undeliverable: HTTP: {}", chain(&e)),
+            },
             Err(e) => Delivery::Retryable {
                 error: format!("POST {}: {}", self.url, chain(&e)),
                 retry_after: None,

@@ -99,7 +99,16 @@ impl KafkaPublisher {
 
     async fn send(&self, m: &Message) -> Delivery {
         let topic = format!("{}{}", self.prefix, m.topic);
-        let value = serde_json::to_vec(&m.payload).expect("a JSON value serializes");
+        let value = match serde_json::to_vec(&m.payload) {
+            Ok(value) => value,
+            Err(e) => {
+                return Delivery::Permanent {
+                    error: format!(
+                        "undeliverable: Kafka: cannot serialize the payload as JSON: {e}"
+                    ),
+                }
+            }
+        };
         let id = m.id.to_string();
         let attempt = m.attempt.to_string();
         let mut headers = OwnedHeaders::new()

@@ -4,7 +4,8 @@
 use super::{Delivery, Publisher};
 use crate::{Error, Message};
 use async_nats::jetstream;
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use std::str::FromStr;
 use std::time::Duration;
 
 /// Settings of [`NatsPublisher`]. Each field's doc ends with its default.
@@ -37,8 +38,12 @@ impl Default for NatsConfig {
 /// acknowledged it — which is only as durable as the server's `sync_interval`
 /// (see README).
 ///
-/// Every failure is retryable: a missing stream ("no responders"), a timeout
-/// or a lost connection can all be fixed without changing the message.
+/// Every broker failure is retryable: a missing stream ("no responders"), a
+/// timeout or a lost connection can all be fixed without changing the
+/// message. A message NATS cannot carry at all is permanent, dead-lettered as
+/// `undeliverable: ...`: a key or header value with a line break, a header
+/// name that is not printable ASCII without `:` (the outbox accepts any
+/// string; NATS headers do not).
 #[derive(Debug, Clone)]
 pub struct NatsPublisher {
     jetstream: jetstream::Context,
@@ -77,24 +82,47 @@ impl NatsPublisher {
         })
     }
 
-    fn headers(message: &Message) -> HeaderMap {
+    /// The message's NATS headers, or why it cannot have them. Checked
+    /// here: async-nats panics on names and values it does not allow, and
+    /// keys and header values are the producer's strings.
+    fn headers(message: &Message) -> Result<HeaderMap, String> {
         let mut headers = HeaderMap::new();
+        let mut insert = |name: &str, value: &str, what: &str| -> Result<(), String> {
+            let name = HeaderName::from_str(name).map_err(|_| {
+                format!("{what}: a header name must be printable ASCII without ':'")
+            })?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("{what}: a header value must not contain a line break"))?;
+            headers.insert(name, value);
+            Ok(())
+        };
         let id = message.id.to_string();
-        headers.insert("Nats-Msg-Id", id.as_str());
-        headers.insert("Outbox-Id", id.as_str());
-        headers.insert("Outbox-Topic", message.topic.as_str());
-        headers.insert("Outbox-Attempt", message.attempt.to_string().as_str());
+        insert("Nats-Msg-Id", &id, "id")?;
+        insert("Outbox-Id", &id, "id")?;
+        insert("Outbox-Topic", &message.topic, "topic")?;
+        insert("Outbox-Attempt", &message.attempt.to_string(), "attempt")?;
         if let Some(key) = &message.key {
-            headers.insert("Outbox-Key", key.as_str());
+            insert("Outbox-Key", key, "key")?;
         }
         if let Some(serde_json::Value::Object(own)) = &message.headers {
             for (name, value) in own {
                 if let Some(value) = value.as_str() {
-                    headers.insert(name.as_str(), value);
+                    insert(name, value, "headers")?;
                 }
             }
         }
-        headers
+        Ok(headers)
+    }
+
+    /// The subject, headers and body of a message, or why it has none.
+    fn encode(&self, message: &Message) -> Result<(String, HeaderMap, Vec<u8>), String> {
+        let body = serde_json::to_vec(&message.payload)
+            .map_err(|e| format!("payload: cannot serialize as JSON: {e}"))?;
+        Ok((
+            format!("{}{}", self.prefix, message.topic),
+            Self::headers(message)?,
+            body,
+        ))
     }
 }
 
@@ -103,19 +131,25 @@ impl Publisher for NatsPublisher {
         // Send everything first (pipelined), then collect the acks in order.
         let mut pending = Vec::with_capacity(batch.len());
         for message in batch {
-            let subject = format!("{}{}", self.prefix, message.topic);
-            let body = serde_json::to_vec(&message.payload).expect("a JSON value serializes");
-            pending.push(
-                self.jetstream
-                    .publish_with_headers(subject, Self::headers(message), body.into())
-                    .await,
-            );
+            pending.push(match self.encode(message) {
+                Ok((subject, headers, body)) => Ok(self
+                    .jetstream
+                    .publish_with_headers(subject, headers, body.into())
+                    .await),
+                Err(why) => Err(Delivery::Permanent {
+                    error: format!("undeliverable: NATS: {why}"),
+                }),
+            });
         }
         let mut deliveries = Vec::with_capacity(batch.len());
         for sent in pending {
             let result = match sent {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(Ok(ack)) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(undeliverable) => {
+                    deliveries.push(undeliverable);
+                    continue;
+                }
             };
             deliveries.push(match result {
                 Ok(()) => Delivery::Acked,

@@ -12,7 +12,9 @@ use tokio::sync::Mutex;
 /// workers never interleave; the write is asynchronous, so a reader that
 /// falls behind (a full pipe) stalls only this batch while its lease keeps
 /// being extended. A failed write (stdout closed) is retryable: nothing is
-/// known to be delivered.
+/// known to be delivered. A message that cannot be serialized (a hand-built
+/// [`Message`] with a value `serde_json` cannot write) is permanent, and the
+/// rest of the batch is written without it.
 #[derive(Debug)]
 pub struct StdoutPublisher {
     out: Mutex<tokio::io::Stdout>,
@@ -29,25 +31,38 @@ impl Default for StdoutPublisher {
 impl Publisher for StdoutPublisher {
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
         let mut buffer = Vec::with_capacity(batch.len() * 256);
+        // Per message: None = in the buffer, Some = why it is not.
+        let mut unwritable = Vec::with_capacity(batch.len());
         for m in batch {
-            // Serializing a Message cannot fail: every field is plain JSON.
-            serde_json::to_writer(&mut buffer, m).expect("a message serializes");
-            buffer.push(b'\n');
+            let start = buffer.len();
+            match serde_json::to_writer(&mut buffer, m) {
+                Ok(()) => {
+                    buffer.push(b'\n');
+                    unwritable.push(None);
+                }
+                Err(e) => {
+                    buffer.truncate(start); // no half line
+                    unwritable.push(Some(format!(
+                        "undeliverable: stdout: cannot serialize the message as JSON: {e}"
+                    )));
+                }
+            }
         }
         let mut out = self.out.lock().await;
         let written = match out.write_all(&buffer).await {
             Ok(()) => out.flush().await,
             Err(e) => Err(e),
         };
-        match written {
-            Ok(()) => vec![Delivery::Acked; batch.len()],
-            Err(e) => vec![
-                Delivery::Retryable {
+        unwritable
+            .into_iter()
+            .map(|problem| match (problem, &written) {
+                (Some(error), _) => Delivery::Permanent { error },
+                (None, Ok(())) => Delivery::Acked,
+                (None, Err(e)) => Delivery::Retryable {
                     error: format!("stdout: {e}"),
-                    retry_after: None
-                };
-                batch.len()
-            ],
-        }
+                    retry_after: None,
+                },
+            })
+            .collect()
     }
 }

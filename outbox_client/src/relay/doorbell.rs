@@ -36,8 +36,9 @@ pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
                 r = idle.wait_for(|n| *n == workers) => if r.is_err() { return },
                 () = shared.shutdown.cancelled() => return,
             }
-            let state: String = match client.query_one(sql::ARM, &[&ARM_WAIT]).await {
-                Ok(row) => row.get(0),
+            let armed = client.query_one(sql::ARM, &[&ARM_WAIT]).await;
+            let state: String = match armed.and_then(|row| row.try_get(0)) {
+                Ok(state) => state,
                 Err(e) => {
                     tracing::warn!(error = %e, "arming the doorbell failed; reconnecting");
                     break;

@@ -4,18 +4,41 @@
 //!
 //! # Shutdown
 //!
-//! When the [`CancellationToken`] passed to [`Relay::run`] is cancelled:
+//! When the [`CancellationToken`] passed to [`Relay::run`] is cancelled (or
+//! a worker stops on an error a reconnect cannot fix):
 //!
-//! 1. **Soft phase**: workers stop claiming. A batch whose publishing has not
-//!    started is released (no attempt spent); a batch being published is
-//!    finished: acknowledged messages are completed, the rest failed or
-//!    released. The doorbell is disarmed.
-//! 2. **Hard phase**: whatever is still running after
-//!    [`RelayConfig::shutdown_grace`] is dropped. Its leases expire and
-//!    another relay delivers those messages again (at least once).
+//! 1. **Soft phase**, at most [`RelayConfig::shutdown_grace`]: workers stop
+//!    claiming. A batch claimed but not yet handed to the publisher is
+//!    released (no attempt spent). A batch being published is finished and
+//!    settled: acknowledged messages are completed, the rest failed (or
+//!    dead-lettered), reconnecting if need be. The doorbell is disarmed and
+//!    the metrics server stops. If everything ends within the grace,
+//!    `run` returns then.
+//! 2. **Hard phase**, at the end of the grace: every task still running — a
+//!    publish that does not return, a settle waiting for PostgreSQL — is
+//!    aborted, and `run` returns once all of them are gone: their futures
+//!    dropped, their connections closed. Nothing of the relay keeps running
+//!    after `run` returns. The messages they held stay leased until their
+//!    lease expires; then any relay claims and delivers them again (at least
+//!    once: one that the broker took just before the abort is delivered
+//!    twice, with the same outbox id to deduplicate on).
+//!
+//! So `run` returns at most `shutdown_grace` (plus the moment aborting
+//! takes) after the token is cancelled.
+//!
+//! # Poison messages
+//!
+//! A claimed row the client cannot decode (see [`crate::Claim`]) is
+//! dead-lettered with reason `permanent` and a `last_error` starting with
+//! `undeliverable:`; the publisher never sees it and the rest of its batch
+//! is delivered as usual. A publisher that panics costs the message that set
+//! it off an attempt (retried, dead-lettered after `max_attempts`), never the
+//! worker or the batch.
 
 mod connect;
 mod doorbell;
+mod guard;
+mod leases;
 mod observe;
 mod worker;
 
@@ -25,8 +48,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// How a relay runs. Each field's doc ends with its default.
 #[derive(Debug, Clone)]
@@ -217,10 +240,19 @@ impl<P: Publisher> Relay<P> {
         self.stats.clone()
     }
 
-    /// Run until `shutdown` is cancelled (see the module docs for the two
-    /// shutdown phases). Returns early with an error only for problems a
-    /// reconnect cannot fix: a missing extension, missing privileges, or a
-    /// database that cannot be reached at start.
+    /// Run until `shutdown` is cancelled, then shut down in two phases (see
+    /// the [module docs](self)): `run` returns at most
+    /// [`RelayConfig::shutdown_grace`] after the cancellation, with no task
+    /// of the relay left running. Returns an error only for problems a
+    /// reconnect cannot fix: a missing extension, missing privileges, a
+    /// database that cannot be reached at start; a worker stopped by such an
+    /// error shuts the whole relay down the same way.
+    ///
+    /// # Panics
+    ///
+    /// Only if a task of the relay panicked (a bug: data and publishers'
+    /// panics are handled): after shutting the rest down, the panic is
+    /// resumed here.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         // Fail fast on what reconnecting will not fix.
         let first = connect::connect_once(&self.config).await?;
@@ -239,48 +271,102 @@ impl<P: Publisher> Relay<P> {
             wake,
             shutdown: stop_claiming.clone(),
         });
-        let fatal = CancellationToken::new();
-        let error: Arc<std::sync::Mutex<Option<Error>>> = Arc::default();
-        let tracker = TaskTracker::new();
+        // A JoinSet, not a detached spawn: the hard phase can abort what is
+        // left and wait until it is gone.
+        let mut tasks: JoinSet<Result<(), Error>> = JoinSet::new();
         for n in 0..self.config.concurrency {
             let shared = shared.clone();
-            let (fatal, error) = (fatal.clone(), error.clone());
-            tracker.spawn(async move {
-                if let Err(e) = worker::run(n, shared).await {
+            tasks.spawn(async move {
+                let result = worker::run(n, shared).await;
+                if let Err(e) = &result {
                     tracing::error!(worker = n, error = %e, "relay worker stopped");
-                    error.lock().expect("error slot").get_or_insert(e);
-                    fatal.cancel();
                 }
+                result
             });
         }
         if self.config.listen {
             let shared = shared.clone();
-            tracker.spawn(doorbell::run(shared));
+            tasks.spawn(async move {
+                doorbell::run(shared).await;
+                Ok(())
+            });
         }
         if let Some(addr) = self.config.metrics_addr {
-            tracker.spawn(observe::run(shared.clone(), addr));
+            let shared = shared.clone();
+            tasks.spawn(async move {
+                observe::run(shared, addr).await;
+                Ok(())
+            });
         }
-        tracker.close();
+        drop(shared);
         tracing::info!(owner = %self.config.owner, workers = self.config.concurrency, listen = self.config.listen, "relay started");
 
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = fatal.cancelled() => stop_claiming.cancel(),
+        let mut ending = Ending::default();
+        // Running: until cancelled, or a task fails. (A task that ends
+        // fine, like a doorbell that gave up, leaves the rest running.)
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(joined) = tasks.join_next() => {
+                    if ending.record(joined) {
+                        break;
+                    }
+                }
+            }
         }
         stop_claiming.cancel();
-        tracing::info!("relay stopping: no new claims, finishing in-flight batches");
-        if tokio::time::timeout(self.config.shutdown_grace, tracker.wait())
+
+        tracing::info!(grace = ?self.config.shutdown_grace, "relay stopping: no new claims, finishing in-flight batches");
+        let soft = async {
+            while let Some(joined) = tasks.join_next().await {
+                ending.record(joined);
+            }
+        };
+        if tokio::time::timeout(self.config.shutdown_grace, soft)
             .await
             .is_err()
         {
-            tracing::warn!(grace = ?self.config.shutdown_grace, "in-flight work did not finish in time; its leases will expire and another relay will deliver it");
+            tracing::warn!(grace = ?self.config.shutdown_grace, tasks = tasks.len(), "in-flight work did not finish in time; aborting it: its leases will expire and another relay will deliver it");
+            tasks.abort_all();
+            while let Some(joined) = tasks.join_next().await {
+                ending.record(joined);
+            }
         }
         let (published, failed, dead, released, wakeups) = self.stats.snapshot();
         tracing::info!(published, failed, dead, released, wakeups, "relay stopped");
-        let failure = error.lock().expect("error slot").take();
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
+        ending.finish()
+    }
+}
+
+/// How the relay's tasks ended: the first error, the first panic.
+#[derive(Default)]
+struct Ending {
+    error: Option<Error>,
+    panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Ending {
+    /// Note one task's end; true if the relay must stop because of it.
+    fn record(&mut self, joined: Result<Result<(), Error>, JoinError>) -> bool {
+        match joined {
+            Ok(Ok(())) => false,
+            Ok(Err(e)) => {
+                self.error.get_or_insert(e);
+                true
+            }
+            Err(e) if e.is_panic() => {
+                tracing::error!(error = %e, "a relay task panicked; shutting the relay down");
+                self.panic.get_or_insert(e.into_panic());
+                true
+            }
+            Err(_) => false, // aborted by the hard phase: expected
         }
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        if let Some(panic) = self.panic {
+            std::panic::resume_unwind(panic);
+        }
+        self.error.map_or(Ok(()), Err)
     }
 }

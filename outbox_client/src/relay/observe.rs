@@ -131,10 +131,12 @@ impl Metrics {
 
     fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding cannot fail");
-        String::from_utf8(out).expect("the text format is UTF-8")
+        // Fails only on malformed metric families, and ours have fixed names
+        // and labels; a scrape must not take the relay down regardless.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode the metrics");
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 

@@ -11,11 +11,20 @@
 //! claim, `COMMIT` in one round trip): one commit per batch instead of two.
 //! If anything in it fails, nothing of it happened, and the worker settles
 //! the batch the ordinary way (with its reconnects and retries) instead.
+//!
+//! # Undeliverable rows
+//!
+//! A claimed row the client cannot decode ([`crate::Claim::undeliverable`])
+//! never reaches the publisher. It is settled with the batch's failures as
+//! `fail(permanent => true)` with `undeliverable: <reason>`: a dead letter,
+//! which no longer holds back its key.
 
 use super::connect::Conn;
-use super::{connect, RelayStats, Shared};
+use super::leases::Leases;
+use super::{connect, guard, RelayStats, Shared};
 use crate::publish::{Delivery, Publisher};
-use crate::{Error, LeaseToken, Message};
+use crate::{Claim, Error, LeaseToken, Message};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,15 +34,14 @@ pub(crate) async fn run<P: Publisher>(n: usize, shared: Arc<Shared<P>>) -> Resul
     let mut client: Option<Conn> = None;
     let mut idle = false;
     // A batch claimed together with the completion of the previous one.
-    let mut next: Option<Vec<Message>> = None;
+    let mut next: Option<Claim> = None;
     loop {
         if shared.shutdown.is_cancelled() {
             break;
         }
-        if !ensure_connected(&shared, &mut client).await? {
+        let Some(c) = ensure_connected(&shared, &mut client).await? else {
             break;
-        }
-        let c = client.as_ref().expect("connected above");
+        };
         wake.borrow_and_update();
         let claimed = match next.take() {
             Some(batch) => Ok(batch),
@@ -58,8 +66,18 @@ pub(crate) async fn run<P: Publisher>(n: usize, shared: Arc<Shared<P>>) -> Resul
             continue;
         }
         set_idle(&shared, &mut idle, false);
-        tracing::debug!(worker = n, messages = batch.len(), "claimed");
+        tracing::debug!(
+            worker = n,
+            messages = batch.messages.len(),
+            undeliverable = batch.undeliverable.len(),
+            "claimed"
+        );
         next = deliver(&shared, &mut client, batch).await?;
+    }
+    // Shutdown came between claiming a batch (with the last completion) and
+    // starting it: hand it back unspent.
+    if let (Some(batch), Some(c)) = (next.take(), client.as_ref().filter(|c| !c.is_closed())) {
+        release(&shared, c, &Leases::of_claim(&batch)).await;
     }
     set_idle(&shared, &mut idle, false);
     Ok(())
@@ -74,10 +92,13 @@ fn set_idle<P>(shared: &Shared<P>, idle: &mut bool, now: bool) {
     }
 }
 
-/// Connect if needed; false when shutdown came first.
-async fn ensure_connected<P>(shared: &Shared<P>, client: &mut Option<Conn>) -> Result<bool, Error> {
+/// The connection, connecting if needed; `None` when shutdown came first.
+async fn ensure_connected<'c, P>(
+    shared: &Shared<P>,
+    client: &'c mut Option<Conn>,
+) -> Result<Option<&'c Conn>, Error> {
     if client.as_ref().is_some_and(|c| !c.is_closed()) {
-        return Ok(true);
+        return Ok(client.as_ref());
     }
     if client.take().is_some() {
         tracing::warn!("connection to PostgreSQL lost; reconnecting");
@@ -87,72 +108,121 @@ async fn ensure_connected<P>(shared: &Shared<P>, client: &mut Option<Conn>) -> R
         connect::connect_prepared(cfg)
     })
     .await?;
-    Ok(client.is_some())
+    Ok(client.as_ref())
 }
 
-/// Publish one claimed batch and settle every message of it; the next batch
+/// Hand messages back without spending an attempt (best effort: if this
+/// fails, their leases expire and they are delivered again anyway).
+async fn release<P>(shared: &Shared<P>, c: &Conn, leases: &Leases) {
+    match leases.release(c).await {
+        Ok(n) => RelayStats::add(&shared.stats.released, n),
+        Err(e) => tracing::warn!(error = %e, "could not release a batch; its lease will expire"),
+    }
+}
+
+/// One message to fail: the publisher's refusal, or an undeliverable row.
+struct Failure<'a> {
+    id: i64,
+    token: LeaseToken,
+    topic: &'a str,
+    error: Cow<'a, str>,
+    retry_in: Option<Duration>,
+    permanent: bool,
+}
+
+/// Publish one claimed batch and settle every row of it; the next batch
 /// when settling claimed it too.
 async fn deliver<P: Publisher>(
     shared: &Shared<P>,
     client: &mut Option<Conn>,
-    batch: Vec<Message>,
-) -> Result<Option<Vec<Message>>, Error> {
+    batch: Claim,
+) -> Result<Option<Claim>, Error> {
     let cfg = &shared.config;
     let started = std::time::Instant::now();
-    let token = batch[0].lease_token;
-    let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
-    let c = client.as_ref().expect("connected by the caller");
+    let leases = Leases::of_claim(&batch);
+    let Some(c) = client.as_ref() else {
+        // The caller connected just before; should it ever not have, the
+        // leases simply expire and the batch is delivered again.
+        return Ok(None);
+    };
     if shared.shutdown.is_cancelled() {
         // Claimed just as shutdown began and not started: hand it back.
-        if let Ok(n) = c.prepared.release(&c.client, &ids, token).await {
-            RelayStats::add(&shared.stats.released, n);
-        }
+        release(shared, c, &leases).await;
         return Ok(None);
     }
 
-    // Keep the lease alive while the broker is slow.
-    let keep_alive = async {
-        let every = cfg.lease / 3;
-        loop {
-            tokio::time::sleep(every).await;
-            match c.prepared.extend(&c.client, &ids, token, cfg.lease).await {
-                Ok(n) if (n as usize) < ids.len() => {
-                    tracing::warn!(held = n, of = ids.len(), "lease partly lost while publishing; another relay may deliver those messages too");
+    let deliveries = if batch.messages.is_empty() {
+        Vec::new() // only undeliverable rows: nothing to publish
+    } else {
+        // Keep the lease alive while the broker is slow.
+        let keep_alive = async {
+            let every = cfg.lease / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                match leases.extend(c, cfg.lease).await {
+                    Ok(n) if (n as usize) < leases.len() => {
+                        tracing::warn!(held = n, of = leases.len(), "lease partly lost while publishing; another relay may deliver those messages too");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not extend the lease"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not extend the lease"),
             }
+        };
+        tokio::select! {
+            d = guard::publish(&*shared.publisher, &batch.messages) => d,
+            () = keep_alive => unreachable!("the keep-alive loop has no exit"),
         }
-    };
-    let deliveries = tokio::select! {
-        d = shared.publisher.publish(&batch) => d,
-        () = keep_alive => unreachable!("the keep-alive loop never ends"),
     };
 
     let mut acked = Vec::new();
-    let mut failed = Vec::new();
-    for (message, delivery) in
-        batch.iter().zip(
-            deliveries
-                .into_iter()
-                .chain(std::iter::repeat(Delivery::Retryable {
-                    error: "publisher returned no answer for this message".into(),
-                    retry_after: None,
-                })),
-        )
-    {
-        match delivery {
+    let mut failed: Vec<Failure<'_>> = batch
+        .undeliverable
+        .iter()
+        .map(|u| Failure {
+            id: u.id,
+            token: u.lease_token,
+            topic: u.topic.as_deref().unwrap_or(""),
+            error: Cow::Owned(u.error()),
+            retry_in: None,
+            permanent: true,
+        })
+        .collect();
+    let no_answer = Delivery::Retryable {
+        error: "publisher returned no answer for this message".into(),
+        retry_after: None,
+    };
+    if deliveries.len() != batch.messages.len() {
+        tracing::warn!(
+            answers = deliveries.len(),
+            messages = batch.messages.len(),
+            "the publisher did not answer once per message; messages without an answer are retried"
+        );
+    }
+    let mut deliveries = deliveries.into_iter();
+    for message in &batch.messages {
+        let failure = |error, retry_in, permanent| Failure {
+            id: message.id,
+            token: message.lease_token,
+            topic: &message.topic,
+            error,
+            retry_in,
+            permanent,
+        };
+        match deliveries.next().unwrap_or_else(|| no_answer.clone()) {
             Delivery::Acked => acked.push(message),
-            other => failed.push((message, other)),
+            Delivery::Retryable { error, retry_after } => {
+                failed.push(failure(Cow::Owned(error), retry_after, false));
+            }
+            Delivery::Permanent { error } => failed.push(failure(Cow::Owned(error), None, true)),
         }
     }
     if failed.is_empty() && !shared.shutdown.is_cancelled() {
-        if let Some(next) = complete_and_claim(shared, client, token, &acked).await {
+        if let Some(next) = complete_and_claim(shared, client, &acked).await {
             shared.metrics.batch(started.elapsed().as_secs_f64());
             return Ok(Some(next));
         }
     }
-    let result = settle(shared, client, token, &acked, &failed).await;
+    let result = settle(shared, client, &acked, &failed).await;
     shared.metrics.batch(started.elapsed().as_secs_f64());
     result.map(|()| None)
 }
@@ -164,18 +234,19 @@ async fn deliver<P: Publisher>(
 async fn complete_and_claim<P>(
     shared: &Shared<P>,
     client: &mut Option<Conn>,
-    token: LeaseToken,
     acked: &[&Message],
-) -> Option<Vec<Message>> {
+) -> Option<Claim> {
     let cfg = &shared.config;
     let c = client.as_ref().filter(|c| !c.is_closed())?;
-    let ids: Vec<i64> = acked.iter().map(|m| m.id).collect();
+    let leases = Leases::of_messages(acked);
+    // One token (always, from one claim) fits one complete_batch call.
+    let (token, ids) = leases.single()?;
     // Polled together (and first in this order: `biased`), these go out as
     // one pipeline: tokio-postgres sends each request when first polled.
     let (begin, completed, claimed, commit) = tokio::join!(
         biased;
         c.client.batch_execute("BEGIN"),
-        c.prepared.complete(&c.client, &ids, token),
+        c.prepared.complete(&c.client, ids, token),
         claim(c, cfg),
         c.client.batch_execute("COMMIT"),
     );
@@ -202,7 +273,7 @@ async fn complete_and_claim<P>(
 }
 
 /// Claim the next batch with the relay's settings.
-async fn claim(c: &Conn, cfg: &super::RelayConfig) -> Result<Vec<Message>, Error> {
+async fn claim(c: &Conn, cfg: &super::RelayConfig) -> Result<Claim, Error> {
     c.prepared
         .claim(
             &c.client,
@@ -234,46 +305,37 @@ fn count_completed<P>(shared: &Shared<P>, acked: &[&Message], n: u64) {
 async fn settle<P>(
     shared: &Shared<P>,
     client: &mut Option<Conn>,
-    token: LeaseToken,
     acked: &[&Message],
-    failed: &[(&Message, Delivery)],
+    failed: &[Failure<'_>],
 ) -> Result<(), Error> {
     let cfg = &shared.config;
     let deadline = tokio::time::Instant::now() + cfg.lease;
-    let mut completed = false;
+    let completing = Leases::of_messages(acked);
+    let mut completed = completing.is_empty();
     let mut next_failure = 0;
     while tokio::time::Instant::now() < deadline {
-        if !ensure_connected_until(shared, client, deadline).await? {
+        let Some(c) = ensure_connected_until(shared, client, deadline).await? else {
             break;
-        }
-        let c = client.as_ref().expect("connected above");
+        };
         let result: Result<(), Error> = async {
-            if !completed && !acked.is_empty() {
-                let ids: Vec<i64> = acked.iter().map(|m| m.id).collect();
-                let n = c.prepared.complete(&c.client, &ids, token).await?;
+            if !completed {
+                let n = completing.complete(c).await?;
                 count_completed(shared, acked, n);
+                completed = true;
             }
-            completed = true;
-            while let Some((message, delivery)) = failed.get(next_failure) {
-                let (error, retry_in, permanent) = match delivery {
-                    Delivery::Retryable { error, retry_after } => {
-                        (error.as_str(), *retry_after, false)
-                    }
-                    Delivery::Permanent { error } => (error.as_str(), None, true),
-                    Delivery::Acked => unreachable!("acked messages are completed above"),
-                };
-                match c
+            while let Some(f) = failed.get(next_failure) {
+                let outcome = c
                     .prepared
-                    .fail(&c.client, message.id, token, error, retry_in, permanent)
-                    .await?
-                {
+                    .fail(&c.client, f.id, f.token, &f.error, f.retry_in, f.permanent)
+                    .await?;
+                match outcome {
                     crate::FailOutcome::Dead => {
                         RelayStats::add(&shared.stats.dead, 1);
-                        shared.metrics.failed(&message.topic, true);
+                        shared.metrics.failed(f.topic, true);
                     }
                     crate::FailOutcome::Retrying { .. } => {
                         RelayStats::add(&shared.stats.failed, 1);
-                        shared.metrics.failed(&message.topic, false);
+                        shared.metrics.failed(f.topic, false);
                     }
                     crate::FailOutcome::Stale => {}
                 }
@@ -295,24 +357,28 @@ async fn settle<P>(
     Ok(())
 }
 
-async fn ensure_connected_until<P>(
+async fn ensure_connected_until<'c, P>(
     shared: &Shared<P>,
-    client: &mut Option<Conn>,
+    client: &'c mut Option<Conn>,
     deadline: tokio::time::Instant,
-) -> Result<bool, Error> {
+) -> Result<Option<&'c Conn>, Error> {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    match tokio::time::timeout(
+    let connected = tokio::time::timeout(
         left.max(Duration::from_millis(1)),
         ensure_connected_ignoring_shutdown(shared, client),
     )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Ok(false),
+    .await;
+    match connected {
+        Ok(result) => {
+            result?;
+            Ok(client.as_ref())
+        }
+        Err(_) => Ok(None),
     }
 }
 
-/// Settling must go on during the soft shutdown phase.
+/// Settling goes on during the soft shutdown phase (the hard phase aborts
+/// it); true once connected.
 async fn ensure_connected_ignoring_shutdown<P>(
     shared: &Shared<P>,
     client: &mut Option<Conn>,
