@@ -9,10 +9,13 @@
 
 mod common;
 
+mod calls;
+mod extension;
 mod injection;
 mod matrix;
 mod producer_view;
 mod redaction;
 mod revoke;
+mod scenario;
 mod settings;
 mod shadowing;
