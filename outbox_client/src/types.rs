@@ -192,7 +192,7 @@ pub struct Message {
 /// use std::time::Duration;
 /// let claim = Store.claim(&client, "my-relay", 100, Duration::from_secs(30), None).await?;
 /// for u in &claim.undeliverable {
-///     // e.g. "undeliverable: payload: recursion limit exceeded at line 1 column 129"
+///     // e.g. "undeliverable: payload: recursion limit exceeded at line 1 column 128"
 ///     Store.fail(&client, u.id, u.lease_token, &u.error(), None, true).await?;
 /// }
 /// for m in &claim.messages {

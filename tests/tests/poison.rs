@@ -274,6 +274,7 @@ async fn store_claim_returns_undecodable_rows_as_undeliverable() {
         assert_eq!(u.lease_token, token, "one token per claim");
         assert_eq!(u.topic.as_deref(), Some(TOPIC));
         assert_eq!(u.error(), format!("undeliverable: {}", u.reason));
+        eprintln!("message {}: {}", u.id, u.error());
         let outcome = Store
             .fail(&c, u.id, u.lease_token, &u.error(), None, true)
             .await
