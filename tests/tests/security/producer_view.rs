@@ -258,6 +258,23 @@ async fn the_doorbell_tells_a_listening_producer_who_enqueued_but_nothing_more()
         .get::<_, bool>(0));
 }
 
+/// NOTIFY needs no privilege either: any role, one with no outbox grant at
+/// all, can ring the doorbell and wake sleeping relays for nothing. Relays
+/// treat a notification as a hint (claim, find nothing, sleep again).
+#[tokio::test]
+async fn any_role_can_ring_the_doorbell() {
+    let db = TestDb::new().await;
+    let roles = Roles::create(&db).await;
+    let (_relay, mut rx) = listener(&db, roles.name(Role::Relay)).await;
+    let nobody = db.client_as(roles.name(Role::Public)).await;
+    exec(&nobody, "NOTIFY outbox_doorbell").await;
+    let n = tokio::time::timeout(MUST_HAPPEN, rx.recv())
+        .await
+        .expect("the doorbell rang")
+        .expect("listener open");
+    assert_eq!(n.process_id(), pid(&nobody).await);
+}
+
 #[tokio::test]
 async fn enqueue_never_waits_for_another_producers_transaction() {
     let db = TestDb::new().await;
