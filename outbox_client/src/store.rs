@@ -468,3 +468,30 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_headers;
+    use serde_json::json;
+
+    #[test]
+    fn headers_must_be_an_object_of_strings() {
+        let ok = [None, Some(json!({})), Some(json!({"trace-id": "abc"}))];
+        for h in ok {
+            assert_eq!(check_headers(h.clone()), Ok(h));
+        }
+        let not_strings = [json!({"n": 1}), json!({"a": "b", "n": null})];
+        for h in not_strings {
+            assert_eq!(
+                check_headers(Some(h)),
+                Err("headers: a header value is not a string".into())
+            );
+        }
+        for h in [json!([]), json!("a"), json!(1), json!(null)] {
+            assert_eq!(
+                check_headers(Some(h)),
+                Err("headers: not a JSON object".into())
+            );
+        }
+    }
+}
