@@ -11,11 +11,13 @@
 //! - [`relays`]: the `outbox-relay` processes and their supervisor.
 //! - [`sink`]: the webhook endpoint the relays publish to.
 //! - [`faults`]: the schedule and the injector.
+//! - [`pg`]: `pg_ctl stop -m immediate` and start, as the server's OS user.
 //! - [`check`]: lost / phantom / order / duplicates.
 //! - [`report`]: Markdown and JSON.
 
 pub mod check;
 pub mod faults;
+pub mod pg;
 pub mod producers;
 pub mod proxy;
 pub mod relays;

@@ -10,7 +10,8 @@ use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::check::{check, Committed, Dead};
-use super::faults::{inject, PgControl, Schedule, Targets};
+use super::faults::{inject, Schedule, Targets};
+use super::pg::PgControl;
 use super::producers::{self, ProducerSpec};
 use super::proxy::Proxy;
 use super::relays::{RelaySpec, Relays};
