@@ -182,6 +182,33 @@ async fn every_outbox_object_is_in_the_security_matrix() {
             ));
         }
     }
+    // Objects of the extension outside schema outbox (another schema, an
+    // event trigger, a cast, ...) would escape everything above.
+    for r in rows(
+        &su,
+        "SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
+         FROM pg_depend AS d JOIN pg_extension AS e ON e.oid = d.refobjid
+         WHERE e.extname = 'outbox' AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+           AND NOT CASE d.classid
+               WHEN 'pg_proc'::regclass THEN
+                   (SELECT p.pronamespace FROM pg_proc AS p WHERE p.oid = d.objid) = 'outbox'::regnamespace
+               WHEN 'pg_class'::regclass THEN
+                   (SELECT c.relnamespace FROM pg_class AS c WHERE c.oid = d.objid) = 'outbox'::regnamespace
+               WHEN 'pg_type'::regclass THEN
+                   (SELECT t.typnamespace FROM pg_type AS t WHERE t.oid = d.objid) = 'outbox'::regnamespace
+               WHEN 'pg_namespace'::regclass THEN d.objid = 'outbox'::regnamespace
+               ELSE false
+           END
+         ORDER BY 1",
+        &[],
+    )
+    .await
+    {
+        let object: String = r.get(0);
+        problems.push(format!(
+            "new object {object} outside schema outbox: add it to the security matrix"
+        ));
+    }
     for other in catalog_other(&su).await {
         if !OTHER_OBJECTS.iter().any(|(o, _)| *o == other) {
             problems.push(format!(
