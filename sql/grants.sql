@@ -89,6 +89,9 @@ BEGIN
     END IF;
     EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA outbox FROM %s', role);
     EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM %s', role);
+    -- Tables do not cover sequences: a hand-granted USAGE on messages_id_seq
+    -- would survive, and setval() by oid needs no schema USAGE.
+    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA outbox FROM %s', role);
     EXECUTE format('REVOKE ALL ON SCHEMA outbox FROM %s', role);
 END;
 $$;

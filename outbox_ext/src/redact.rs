@@ -15,13 +15,20 @@ fn patterns() -> &'static [(Regex, &'static str)] {
     static PATTERNS: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
     PATTERNS.get_or_init(|| {
         [
-            // scheme://user:secret@host -> scheme://user:***@host
-            (r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*):[^@\s/]*@", "${1}:***@"),
+            // scheme://user:secret@host -> scheme://user:***@host. The secret
+            // runs to the last `@` of the word: unescaped passwords contain
+            // `/` and `@` (masking too much beats leaking the tail).
+            (r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*):\S*@", "${1}:***@"),
             // Authorization: Bearer abc / Basic abc
             (r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=\-]+", "${1} ***"),
-            // password=..., secret: "...", api_key='...' (conninfo, query strings, JSON)
+            // password=..., secret: "...", api_key='...' (conninfo, query
+            // strings, JSON, environment dumps). The keyword may end a longer
+            // name (PGPASSWORD, DB_PASSWORD, aws_secret_access_key,
+            // auth_token), which `\b` alone missed; quoted values honour
+            // backslash escapes; an unquoted value runs to a space, `,`, `&`
+            // or a closing brace or quote (not `;`: passwords contain it).
             (
-                r#"(?i)\b(password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api[_-]?key|access[_-]?key|secret[_-]?key)("?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&"'}]+)"#,
+                r#"(?i)([a-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key))("?\s*[=:]\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,&"'}]+)"#,
                 "${1}${2}***",
             ),
         ]
@@ -82,6 +89,8 @@ mod tests {
             ("amqp://:onlypass@mq", "amqp://:***@mq"),
             ("http://example.test/path", "http://example.test/path"),
             ("nats://user@host", "nats://user@host"),
+            ("postgres://app:sl/ash@db/x", "postgres://app:***@db/x"),
+            ("postgres://app:at@sign@db/x", "postgres://app:***@db/x"),
         ];
         for (input, want) in cases {
             assert_eq!(error_text(input), want, "{input}");
@@ -106,6 +115,13 @@ mod tests {
                 "Authorization: Bearer ***",
             ),
             ("no secrets here", "no secrets here"),
+            // Found by the security suite: names that end in a keyword,
+            // `;` inside a value, an escaped quote inside a JSON string.
+            ("aws_secret_access_key=AKIA/x+y", "aws_secret_access_key=***"),
+            ("PGPASSWORD=p psql failed", "PGPASSWORD=*** psql failed"),
+            ("auth_token=t1", "auth_token=***"),
+            ("password=semi;colon", "password=***"),
+            (r#"{"password":"esc\"aped"}"#, r#"{"password":***}"#),
         ];
         for (input, want) in cases {
             assert_eq!(error_text(input), want, "{input}");

@@ -113,7 +113,23 @@ pub fn key(k: &str) -> Result<(), Invalid> {
             "Use a short identifier (an aggregate id) as the key, not data.",
         ));
     }
+    // Keys travel as broker headers (NATS, HTTP), where a line break or
+    // another control character cannot be carried: refused here rather than
+    // dead-lettered by the relay later.
+    if let Some(bad) = k.chars().find(|c| c.is_control()) {
+        return Err(Invalid::new(
+            "key",
+            format!("key contains the control character {bad:?}"),
+            "Use printable characters in keys, e.g. 'order-42'.",
+        ));
+    }
     Ok(())
+}
+
+/// HTTP's token characters (RFC 9110 `tchar`): what a header name may be made
+/// of on every broker (NATS also forbids `:` and spaces; tchar has neither).
+fn is_header_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
 /// The owner names the relay holding a lease, for operators.
@@ -176,11 +192,25 @@ pub fn headers(h: &Value, stored_bytes: usize) -> Result<(), Invalid> {
                 HEADERS_HINT,
             ));
         }
-        if !value.is_string() {
+        if !name.chars().all(is_header_name_char) {
+            return Err(Invalid::new(
+                "headers",
+                format!("header name {name:?} has a character brokers do not allow in header names"),
+                "Header names are letters, digits and !#$%&'*+-.^_`|~ (no spaces, ':' or non-ASCII), e.g. 'trace-id'.",
+            ));
+        }
+        let Some(text) = value.as_str() else {
             return Err(Invalid::new(
                 "headers",
                 format!("header {name:?} is not a string"),
                 HEADERS_HINT,
+            ));
+        };
+        if text.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(Invalid::new(
+                "headers",
+                format!("header {name:?} contains a control character"),
+                "Header values cannot carry line breaks or other control characters; put such data in the payload.",
             ));
         }
     }
@@ -359,6 +389,10 @@ mod tests {
         assert!(key("order-1").is_ok());
         assert!(key("").is_err());
         assert!(key(&"k".repeat(MAX_KEY_BYTES + 1)).is_err());
+        assert!(key("ordér 42 🙂").is_ok());
+        assert!(key("a\nb").is_err());
+        assert!(key("a\u{0}b").is_err());
+        assert!(key("a\u{85}b").is_err());
     }
 
     #[test]
@@ -378,6 +412,11 @@ mod tests {
         assert!(headers(&json!({"n": 1}), 8).is_err());
         assert!(headers(&json!({"n": null}), 8).is_err());
         assert!(headers(&json!({"": "x"}), 8).is_err());
+        assert!(headers(&json!({"X-Trace_id.2": "a\tb ünï"}), 40).is_ok());
+        assert!(headers(&json!({"a:b": "x"}), 8).is_err());
+        assert!(headers(&json!({"a b": "x"}), 8).is_err());
+        assert!(headers(&json!({"ünï": "x"}), 8).is_err());
+        assert!(headers(&json!({"a": "x\r\ny: z"}), 8).is_err());
         assert!(headers(&json!({"a": "b"}), MAX_HEADERS_BYTES + 1).is_err());
         let many: serde_json::Map<String, Value> = (0..=MAX_HEADERS)
             .map(|i| (format!("h{i}"), json!("v")))

@@ -14,7 +14,8 @@
 --   or leased). Dead letters have left the table, so they do not block.
 -- * The attempt is counted here, at claim, not at fail(): a message that kills
 --   its relay still runs out of attempts. A candidate whose lease expired on
---   its last attempt goes to outbox.dead_letters instead of being leased again.
+--   its last attempt goes to outbox.dead_letters instead of being leased again,
+--   its error text kept within the same 2 KiB cap as fail()'s.
 -- * One lease token per call: the whole batch is finished with one token.
 --   Rust makes it and passes it in, because a call whose candidates were all
 --   buried runs this statement again (see api/claim.rs) with the same token.
@@ -56,10 +57,18 @@ buried AS (
         (id, topic, key, payload, headers, created_at, attempts, max_attempts, last_error, reason,
          died_at)
     SELECT d.id, d.topic, d.key, d.payload, d.headers, d.created_at, d.attempt, d.max_attempts,
-           'lease expired on the last attempt (' || d.attempt || ' of ' || d.max_attempts || ')'
-               || coalesce('; previous error: ' || d.last_error, ''),
+           CASE WHEN octet_length(e.text) <= 2048 THEN e.text
+                -- Cut to redact.rs's 2 KiB cap, in characters: a prefix of
+                -- 2048 - 15 - (bytes - chars) characters has at most 2033
+                -- bytes, whatever the characters are, plus the 15-byte mark.
+                ELSE left(e.text, 2033 - (octet_length(e.text) - length(e.text))) || ' …[truncated]'
+           END,
            'lease_expired', $6::timestamptz
     FROM dead AS d
+    CROSS JOIN LATERAL (
+        SELECT 'lease expired on the last attempt (' || d.attempt || ' of ' || d.max_attempts || ')'
+               || coalesce('; previous error: ' || d.last_error, '') AS text
+    ) AS e
 ),
 claimed AS (
     UPDATE outbox.messages AS m

@@ -189,8 +189,16 @@ fn tls_options(args: &Args, matches: &ArgMatches) -> (TlsOptions, TlsOptions) {
 
 fn config(args: &Args, matches: &ArgMatches) -> Result<RelayConfig, String> {
     let (explicit, fallback) = tls_options(args, matches);
-    let info = ConnInfo::parse_with(&args.database_url, &explicit, &fallback)
-        .map_err(|e| e.to_string())?;
+    let info = ConnInfo::parse_with(&args.database_url, &explicit, &fallback).map_err(|e| {
+        match e {
+            // Name the flag the user typed, not the library's word for it.
+            outbox_client::Error::Config {
+                field: "connection string",
+                reason,
+            } => format!("--database-url (OUTBOX_DATABASE_URL): {reason}"),
+            other => other.to_string(),
+        }
+    })?;
     let mut config = RelayConfig::new(info.db);
     config.tls = info.tls;
     config.batch_size = args.batch_size;

@@ -47,6 +47,13 @@ async fn bad_inputs_get_specific_errors_and_change_nothing() {
         (format!("SELECT outbox.enqueue('orders', '1', headers => jsonb_build_object('h', {deep}))"), INVALID_PARAMETER, "recursion limit"),
         ("SELECT outbox.enqueue('orders', '1', headers => '{\"h\": 1e400}')".into(), INVALID_PARAMETER, "number out of range"),
         (format!("SELECT outbox.enqueue_batch('orders', ARRAY['1']::jsonb[], headers => ARRAY[jsonb_build_object('h', {deep})])"), INVALID_PARAMETER, "JSON object of string values"),
+        // Brokers carry keys and headers in their own headers: no control
+        // characters, header names are HTTP tokens (the relay once had to
+        // dead-letter these as undeliverable).
+        ("SELECT outbox.enqueue('orders', '1', key => E'a\\nb')".into(), INVALID_PARAMETER, "control character"),
+        ("SELECT outbox.enqueue('orders', '1', headers => '{\"a:b\": \"x\"}')".into(), INVALID_PARAMETER, "header name \"a:b\""),
+        ("SELECT outbox.enqueue('orders', '1', headers => '{\"a\": \"x\\r\\ny: z\"}')".into(), INVALID_PARAMETER, "contains a control character"),
+        ("SELECT outbox.enqueue_batch('orders', ARRAY['1']::jsonb[], keys => ARRAY[E'\\t'])".into(), INVALID_PARAMETER, "control character"),
         // Found by probing: a key whose head is never due blocks the key forever.
         ("SELECT outbox.enqueue('orders', '1', key => 'k', deliver_at => 'infinity')".into(), INVALID_PARAMETER, "not a finite time"),
         ("SELECT outbox.enqueue('orders', '1', deliver_at => '-infinity')".into(), INVALID_PARAMETER, "not a finite time"),
