@@ -13,6 +13,7 @@ mod examples;
 mod fail;
 mod kafka;
 mod nats;
+mod peers;
 mod per_key_order;
 mod privileges;
 mod relay;

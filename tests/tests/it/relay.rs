@@ -82,7 +82,7 @@ impl RelayProcess {
         }
     }
 
-    fn ids(&self) -> Vec<i64> {
+    pub(crate) fn ids(&self) -> Vec<i64> {
         self.published
             .lock()
             .unwrap()
@@ -95,7 +95,7 @@ impl RelayProcess {
         self.log.lock().unwrap().clone()
     }
 
-    async fn wait_for_ids(&self, want: &HashSet<i64>) {
+    pub(crate) async fn wait_for_ids(&self, want: &HashSet<i64>) {
         wait_until(PATIENCE, || async {
             want.is_subset(&self.ids().into_iter().collect())
         })
