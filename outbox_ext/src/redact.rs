@@ -117,7 +117,10 @@ mod tests {
             ("no secrets here", "no secrets here"),
             // Found by the security suite: names that end in a keyword,
             // `;` inside a value, an escaped quote inside a JSON string.
-            ("aws_secret_access_key=AKIA/x+y", "aws_secret_access_key=***"),
+            (
+                "aws_secret_access_key=AKIA/x+y",
+                "aws_secret_access_key=***",
+            ),
             ("PGPASSWORD=p psql failed", "PGPASSWORD=*** psql failed"),
             ("auth_token=t1", "auth_token=***"),
             ("password=semi;colon", "password=***"),
