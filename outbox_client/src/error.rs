@@ -64,8 +64,33 @@ pub enum Error {
         message: String,
     },
     /// Any other database error (connection lost, server shutting down, ...).
-    #[error("database error: {0}")]
+    /// Displayed with what the server said (message, SQLSTATE, detail,
+    /// hint) or, without a server answer, the whole cause chain —
+    /// tokio-postgres' own display is only "db error".
+    #[error("database error: {}", describe(.0))]
     Db(#[source] tokio_postgres::Error),
+}
+
+/// What a database error says, for logs and exit messages.
+fn describe(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return crate::error_chain(e);
+    };
+    let mut s = format!(
+        "{}: {} (SQLSTATE {})",
+        db.severity(),
+        db.message(),
+        db.code().code()
+    );
+    if let Some(detail) = db.detail() {
+        s.push_str("; detail: ");
+        s.push_str(detail);
+    }
+    if let Some(hint) = db.hint() {
+        s.push_str("; hint: ");
+        s.push_str(hint);
+    }
+    s
 }
 
 impl From<tokio_postgres::Error> for Error {

@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod claim;
+mod client_errors;
 mod dead_letters;
 mod doorbell;
 mod enqueue;
