@@ -8,6 +8,8 @@
 //!   ([`TestDb::with_extension`], the default) or without
 //!   ([`TestDb::plain`]); connect with [`TestDb::client`] /
 //!   [`TestDb::client_as`].
+//! - [`RelayProcess`]: the real `outbox-relay` binary as a child process,
+//!   its published lines and log collected.
 //! - [`wait_until`] / [`wait_for`]: poll a condition with a deadline instead
 //!   of sleeping.
 //! - [`soak`]: the chaos soak behind `make soak` (binary `outbox-soak`, CI
@@ -36,12 +38,14 @@
 //! ```
 
 mod cluster;
+mod relay;
 pub mod soak;
 mod sys;
 mod testdb;
 mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, DEFAULT_PG_BIN, SUPERUSER};
+pub use relay::{relay_binary, RelayProcess, RELAY_PATIENCE};
 pub use testdb::{TestDb, EXTENSION, TEMPLATE_DB};
 pub use wait::{wait_for, wait_until, POLL_INTERVAL};
 

@@ -10,16 +10,12 @@
 
 use outbox_client::{Claim, Delivery, FailOutcome, Message, Publisher, Relay, RelayConfig, Store};
 use outbox_tests::tokio_postgres::Client;
-use outbox_tests::{wait_until, TestDb, SUPERUSER};
-use serde_json::{json, Value};
+use outbox_tests::{wait_until, RelayProcess, TestDb, SUPERUSER};
+use serde_json::json;
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -72,80 +68,6 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// target/<profile>/outbox-relay, next to this test binary's deps/ folder.
-fn relay_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("outbox-relay");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p outbox_client --bins`",
-        bin.display()
-    );
-    bin
-}
-
-/// A running `outbox-relay` with the stdout publisher; killed when dropped.
-struct RelayProcess {
-    child: Child,
-    published: Arc<Mutex<Vec<Value>>>,
-    log: Arc<Mutex<String>>,
-}
-
-impl RelayProcess {
-    fn start(db: &TestDb, extra: &[&str]) -> RelayProcess {
-        let mut child = Command::new(relay_binary())
-            .arg("--database-url")
-            .arg(db.connstr())
-            .args(["--publisher", "stdout", "--log", "info,outbox_client=debug"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start outbox-relay");
-        let published: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let log: Arc<Mutex<String>> = Arc::default();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let sink = published.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = out.next_line().await {
-                let line = serde_json::from_str(&line).expect("a JSON line");
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = err.next_line().await {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        RelayProcess {
-            child,
-            published,
-            log,
-        }
-    }
-
-    fn ids(&self) -> HashSet<i64> {
-        let published = self.published.lock().unwrap();
-        published
-            .iter()
-            .map(|m| m["id"].as_i64().unwrap())
-            .collect()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
 #[tokio::test]
 async fn undecodable_payload_is_dead_lettered_and_the_rest_is_published() {
     let db = TestDb::new().await;
@@ -169,7 +91,8 @@ async fn undecodable_payload_is_dead_lettered_and_the_rest_is_published() {
     let addr = format!("127.0.0.1:{port}");
     let mut relay = RelayProcess::start(&db, &["--metrics-addr", &addr]);
     wait_until(PATIENCE, || async {
-        good.is_subset(&relay.ids()) && dead_letters(&c).await.len() == poison.len()
+        good.iter().all(|id| relay.ids().contains(id))
+            && dead_letters(&c).await.len() == poison.len()
     })
     .await;
 
@@ -212,17 +135,8 @@ async fn undecodable_payload_is_dead_lettered_and_the_rest_is_published() {
     assert_eq!(left, 0, "everything was published or dead-lettered");
     assert!(!relay.log().contains("panicked"), "{}", relay.log());
 
-    let pid = relay.child.id().expect("running");
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = tokio::time::timeout(PATIENCE, relay.child.wait())
-        .await
-        .expect("relay exits")
-        .unwrap();
-    assert!(status.success(), "{status}:\n{}", relay.log());
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{status}:\n{log}");
 }
 
 #[tokio::test]

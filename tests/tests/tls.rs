@@ -4,16 +4,14 @@
 //! unrelated second CA), and a pg_hba.conf that refuses plain TCP.
 
 use outbox_client::{error_chain, ConnInfo, Error, RelayConfig, TlsOptions};
-use outbox_tests::{wait_until, Cluster, ClusterOptions, TestDb, SUPERUSER};
+use outbox_tests::{wait_until, Cluster, ClusterOptions, RelayProcess, TestDb, SUPERUSER};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 /// The role that logs in with its client certificate (CN = role name).
@@ -325,69 +323,6 @@ fn flags_that_contradict_the_connection_string_are_refused_and_env_fills_gaps() 
     assert_eq!(info.tls.mode, outbox_client::SslMode::Require);
 }
 
-/// target/<profile>/outbox-relay, next to this test binary's deps/ folder.
-fn relay_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("outbox-relay");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p outbox_client --bins`",
-        bin.display()
-    );
-    bin
-}
-
-/// Run `outbox-relay` with the stdout publisher; collect stdout lines and
-/// stderr. Killed when dropped.
-struct Relay {
-    child: tokio::process::Child,
-    out: Arc<Mutex<Vec<String>>>,
-    err: Arc<Mutex<String>>,
-    /// Ends when stderr closes (the relay exited).
-    err_done: tokio::task::JoinHandle<()>,
-}
-
-fn spawn_relay(args: &[&str]) -> Relay {
-    let mut child = tokio::process::Command::new(relay_binary())
-        .args(["--publisher", "stdout", "--log", "info,outbox_client=debug"])
-        .args(args)
-        .env_remove("PGSSLMODE")
-        .env_remove("PGSSLROOTCERT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start outbox-relay");
-    let out: Arc<Mutex<Vec<String>>> = Arc::default();
-    let err: Arc<Mutex<String>> = Arc::default();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let sink = out.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let sink = err.clone();
-    let err_done = tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    Relay {
-        child,
-        out,
-        err,
-        err_done,
-    }
-}
-
 #[tokio::test]
 async fn the_relay_binary_relays_over_verify_full() {
     let t = tls();
@@ -401,7 +336,7 @@ async fn the_relay_binary_relays_over_verify_full() {
     let metrics_addr = metrics.local_addr().unwrap().to_string();
     drop(metrics);
     let ca = t.ca.display().to_string();
-    let mut relay = spawn_relay(&[
+    let relay = RelayProcess::spawn(&[
         "--database-url",
         &url,
         "--sslrootcert",
@@ -419,10 +354,8 @@ async fn the_relay_binary_relays_over_verify_full() {
         )
         .await
         .unwrap();
-    let out = relay.out.clone();
-    wait_until(PATIENCE, || async { out.lock().unwrap().len() >= 20 }).await;
-    let published = relay.out.lock().unwrap().len();
-    assert_eq!(published, 20, "relay log:\n{}", relay.err.lock().unwrap());
+    wait_until(PATIENCE, || async { relay.lines().len() >= 20 }).await;
+    assert_eq!(relay.lines().len(), 20, "relay log:\n{}", relay.log());
     // Two workers, the doorbell and the metrics poller: all encrypted (and
     // pg_hba.conf would refuse any that was not).
     let count = |ssl: bool| {
@@ -443,7 +376,7 @@ async fn the_relay_binary_relays_over_verify_full() {
     };
     wait_until(PATIENCE, || async { count(true).await >= 4 }).await;
     assert_eq!(count(false).await, 0);
-    let _ = relay.child.start_kill();
+    drop(relay); // killed
 }
 
 #[tokio::test]
@@ -467,13 +400,9 @@ async fn the_relay_binary_says_why_it_cannot_connect() {
         ),
         (vec!["--sslmode", "verify-everything"], "unknown sslmode", 2),
     ] {
-        let mut relay = spawn_relay(&[&["--database-url", url.as_str()][..], &args[..]].concat());
-        let status = tokio::time::timeout(PATIENCE, relay.child.wait())
-            .await
-            .expect("the relay gives up")
-            .unwrap();
-        (&mut relay.err_done).await.unwrap();
-        let log = relay.err.lock().unwrap().clone();
+        let relay =
+            RelayProcess::spawn(&[&["--database-url", url.as_str()][..], &args[..]].concat());
+        let (status, log) = relay.exit().await;
         assert!(log.contains(says), "{args:?}: {says:?} not in:\n{log}");
         assert_eq!(status.code(), Some(code), "{args:?}:\n{log}");
     }

@@ -3,124 +3,13 @@
 //! stdout publisher, whose output the tests read as the broker.
 
 use crate::common::*;
-use outbox_tests::{wait_until, TestDb};
+use outbox_tests::{wait_until, TestDb, RELAY_PATIENCE as PATIENCE};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// target/<profile>/outbox-relay, next to this test binary's deps/ folder.
-pub(crate) fn relay_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("outbox-relay");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p outbox_client --bins` (make test does)",
-        bin.display()
-    );
-    bin
-}
-
-/// A running `outbox-relay`; killed (SIGKILL) when dropped.
-pub(crate) struct RelayProcess {
-    child: Child,
-    published: Arc<Mutex<Vec<Value>>>,
-    log: Arc<Mutex<String>>,
-}
-
-impl RelayProcess {
-    pub(crate) fn start(db: &TestDb, extra: &[&str]) -> RelayProcess {
-        let mut child = Command::new(relay_binary())
-            .arg("--database-url")
-            .arg(db.connstr())
-            .args(["--log", "info,outbox_client=debug"])
-            .args(if extra.contains(&"--publisher") {
-                &[][..]
-            } else {
-                &["--publisher", "stdout"][..]
-            })
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start outbox-relay");
-        let published: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let log: Arc<Mutex<String>> = Arc::default();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let sink = published.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = out.next_line().await {
-                sink.lock()
-                    .unwrap()
-                    .push(serde_json::from_str(&line).expect("a JSON line"));
-            }
-        });
-        let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = err.next_line().await {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        RelayProcess {
-            child,
-            published,
-            log,
-        }
-    }
-
-    pub(crate) fn ids(&self) -> Vec<i64> {
-        self.published
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_i64().unwrap())
-            .collect()
-    }
-
-    pub(crate) fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    pub(crate) async fn wait_for_ids(&self, want: &HashSet<i64>) {
-        wait_until(PATIENCE, || async {
-            want.is_subset(&self.ids().into_iter().collect())
-        })
-        .await;
-    }
-
-    /// SIGTERM, then the exit status.
-    pub(crate) async fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().expect("running") as i32;
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
-        let status = tokio::time::timeout(PATIENCE, self.child.wait())
-            .await
-            .expect("relay exits")
-            .unwrap();
-        // Give the log readers a moment to drain the closed pipes.
-        wait_until(PATIENCE, || async {
-            self.log().contains("relay stopped") || !status.success()
-        })
-        .await;
-        (status, self.log())
-    }
-}
+pub(crate) use outbox_tests::{relay_binary, RelayProcess};
 
 /// Produce `n` messages from `producers` concurrent producers, each over
 /// `keys` keys of its own; every 5th transaction rolls back. Returns the committed ids
@@ -196,7 +85,7 @@ async fn relay_publishes_every_committed_message_in_key_order_and_no_rolled_back
     let (committed, rolled_back) = produce(&db, 4, 200, 10).await;
     relay.wait_for_ids(&committed).await;
 
-    let published = relay.published.lock().unwrap().clone();
+    let published = relay.published();
     let ids: HashSet<i64> = published
         .iter()
         .map(|m| m["id"].as_i64().unwrap())
@@ -247,8 +136,8 @@ async fn two_relays_at_once_lose_nothing() {
         overlap.is_empty(),
         "both relays published {overlap:?} although no lease expired"
     );
-    assert_per_key_order(&a.published.lock().unwrap());
-    assert_per_key_order(&b.published.lock().unwrap());
+    assert_per_key_order(&a.published());
+    assert_per_key_order(&b.published());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -317,7 +206,7 @@ async fn a_killed_relays_messages_are_delivered_by_another_after_its_lease_expir
 
     let rescuer = RelayProcess::start(&db, &["--poll-interval", "200ms"]);
     rescuer.wait_for_ids(&all).await;
-    let published = rescuer.published.lock().unwrap().clone();
+    let published = rescuer.published();
     assert!(
         published.iter().all(|m| m["attempt"].as_i64() == Some(2)),
         "a re-delivery counts as attempt 2"
