@@ -17,8 +17,10 @@
 //! `make soak` runs 3000) of up to `OUTBOX_MODEL_STEPS` steps (default 40).
 
 mod case;
+mod checks;
 mod model;
 mod ops;
+mod step;
 
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
 use std::sync::atomic::{AtomicUsize, Ordering};
