@@ -24,11 +24,18 @@ pub(crate) async fn publish<P: Publisher>(publisher: &P, batch: &[Message]) -> V
             tracing::error!(messages = batch.len(), %panic, "the publisher panicked; publishing this batch one message at a time");
             let mut deliveries = Vec::with_capacity(batch.len());
             for message in batch {
-                // An empty answer is filled in as "no answer" by the caller.
-                match guarded(publisher, std::slice::from_ref(message)).await {
-                    Ok(answer) => deliveries.extend(answer.into_iter().take(1)),
-                    Err(panic) => deliveries.push(panicked(panic)),
-                }
+                // One answer per message, in order: an empty answer becomes
+                // "no answer" here, or every later answer would shift onto
+                // the wrong message.
+                deliveries.push(
+                    match guarded(publisher, std::slice::from_ref(message)).await {
+                        Ok(answer) => answer.into_iter().next().unwrap_or(Delivery::Retryable {
+                            error: "publisher returned no answer for this message".into(),
+                            retry_after: None,
+                        }),
+                        Err(panic) => panicked(panic),
+                    },
+                );
             }
             deliveries
         }
