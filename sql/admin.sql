@@ -210,15 +210,25 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n integer;
+    cutoff timestamptz;
 BEGIN
     IF older_than < interval '0' THEN
         RAISE EXCEPTION 'older_than must not be negative'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass NULL to purge regardless of age, or how long a letter must have been dead, e.g. ''30 days''.';
     END IF;
+    IF older_than IS NOT NULL THEN
+        BEGIN
+            cutoff := outbox._now() - older_than;
+        EXCEPTION WHEN datetime_field_overflow THEN
+            -- Older than timestamptz's calendar (the fuzzer's 178000000
+            -- years): nothing died that long ago, so nothing is purged.
+            RETURN 0;
+        END;
+    END IF;
     DELETE FROM outbox.dead_letters AS d
     WHERE (purge_dead_topic.topic IS NULL OR d.topic = purge_dead_topic.topic)
-      AND (older_than IS NULL OR d.died_at < (SELECT outbox._now()) - older_than);
+      AND (cutoff IS NULL OR d.died_at < cutoff);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END;

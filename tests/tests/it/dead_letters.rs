@@ -116,6 +116,29 @@ async fn purge_dead_deletes_by_id_or_topic() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "nothing has been dead for an hour");
+    // Found by the fuzzer: an age beyond the calendar was PostgreSQL's 22008
+    // "timestamp out of range"; nothing is that old, so nothing is purged.
+    let n: i32 = c
+        .query_one(
+            "SELECT outbox.purge_dead_topic('beta', older_than => '178000000 years')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing died before the calendar began");
+    // Moved past the letters' death (the outbox's clock, no sleep), they go.
+    c.batch_execute("SET outbox.test_clock_offset = '2h'").await.unwrap();
+    let n: i32 = c
+        .query_one(
+            "SELECT outbox.purge_dead_topic('beta', older_than => '1 hour')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "dead for two hours by the outbox's clock");
+    kill(&c, "beta", 2).await;
     let n: i32 = c
         .query_one("SELECT outbox.purge_dead_topic('beta')", &[])
         .await
