@@ -128,7 +128,9 @@ async fn purge_dead_deletes_by_id_or_topic() {
         .get(0);
     assert_eq!(n, 0, "nothing died before the calendar began");
     // Moved past the letters' death (the outbox's clock, no sleep), they go.
-    c.batch_execute("SET outbox.test_clock_offset = '2h'").await.unwrap();
+    c.batch_execute("SET outbox.test_clock_offset = '2h'")
+        .await
+        .unwrap();
     let n: i32 = c
         .query_one(
             "SELECT outbox.purge_dead_topic('beta', older_than => '1 hour')",
