@@ -37,6 +37,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod claimed;
 mod conninfo;
 mod error;
 pub mod publish;

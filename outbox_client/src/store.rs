@@ -3,14 +3,12 @@
 //! enqueue commits or rolls back with the caller's business rows.
 
 use crate::sql;
-use crate::types::{
-    Claim, FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats, Undeliverable,
-};
+use crate::types::{Claim, FailOutcome, LeaseToken, NewMessage, Topic, TopicStats};
 use crate::Error;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::time::Duration;
-use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row, Statement};
 
 /// The outbox's SQL API for Rust.
@@ -73,64 +71,6 @@ impl Q<'_> {
     }
 }
 
-/// Column `idx` of a claimed row, or why not (the cause only: the value is
-/// producer data and stays out of error texts).
-fn column<'a, T: FromSql<'a>>(row: &'a Row, idx: usize, name: &str) -> Result<T, String> {
-    row.try_get(idx).map_err(|e| {
-        let cause = std::error::Error::source(&e).map_or_else(|| e.to_string(), |c| c.to_string());
-        format!("{name}: {cause}")
-    })
-}
-
-/// Headers are a JSON object of strings: the extension checks that at
-/// enqueue, and brokers can carry nothing else, so anything else (a row
-/// written around the extension) is undeliverable rather than guessed at.
-fn check_headers(headers: Option<Value>) -> Result<Option<Value>, String> {
-    match &headers {
-        None => Ok(headers),
-        Some(Value::Object(map)) if map.values().all(Value::is_string) => Ok(headers),
-        Some(Value::Object(_)) => Err("headers: a header value is not a string".into()),
-        Some(_) => Err("headers: not a JSON object".into()),
-    }
-}
-
-/// One claimed row: a message, or undeliverable when any column fails to
-/// decode. Only a row without a readable id or lease token is an error: it
-/// cannot even be dead-lettered, and since the database makes both columns
-/// (never a producer), it means the client and the installed extension
-/// disagree about `outbox.claim()`'s result. That stops the relay instead of
-/// letting it lease and abandon batch after batch.
-fn decode(row: &Row) -> Result<Result<Message, Undeliverable>, Error> {
-    let fence = |e: String| Error::Config {
-        field: "db",
-        reason: format!(
-            "outbox.claim() returned a row this client cannot read ({e}); is the installed \
-             outbox extension a version this client supports?"
-        ),
-    };
-    let id: i64 = column(row, 0, "id").map_err(fence)?;
-    let lease_token = LeaseToken(column(row, 6, "lease_token").map_err(fence)?);
-    let message = (|| {
-        Ok(Message {
-            id,
-            topic: column(row, 1, "topic")?,
-            key: column(row, 2, "key")?,
-            payload: column(row, 3, "payload")?,
-            headers: check_headers(column(row, 4, "headers")?)?,
-            attempt: column(row, 5, "attempt")?,
-            lease_token,
-            lease_expires_at: column(row, 7, "lease_expires_at")?,
-            created_at: column(row, 8, "created_at")?,
-        })
-    })();
-    Ok(message.map_err(|reason: String| Undeliverable {
-        id,
-        lease_token,
-        topic: column(row, 1, "topic").ok(),
-        reason,
-    }))
-}
-
 async fn claim(
     q: Q<'_>,
     client: &impl GenericClient,
@@ -146,7 +86,7 @@ async fn claim(
     // Row by row: one row that does not decode must not cost the others.
     let mut claim = Claim::default();
     for row in &rows {
-        match decode(row)? {
+        match crate::claimed::decode(row)? {
             Ok(message) => claim.messages.push(message),
             Err(undeliverable) => claim.undeliverable.push(undeliverable),
         }
@@ -465,33 +405,6 @@ impl Store {
             Ok(())
         } else {
             Err(Error::ExtensionMissing)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_headers;
-    use serde_json::json;
-
-    #[test]
-    fn headers_must_be_an_object_of_strings() {
-        let ok = [None, Some(json!({})), Some(json!({"trace-id": "abc"}))];
-        for h in ok {
-            assert_eq!(check_headers(h.clone()), Ok(h));
-        }
-        let not_strings = [json!({"n": 1}), json!({"a": "b", "n": null})];
-        for h in not_strings {
-            assert_eq!(
-                check_headers(Some(h)),
-                Err("headers: a header value is not a string".into())
-            );
-        }
-        for h in [json!([]), json!("a"), json!(1), json!(null)] {
-            assert_eq!(
-                check_headers(Some(h)),
-                Err("headers: not a JSON object".into())
-            );
         }
     }
 }
