@@ -107,46 +107,41 @@ async fn purge_dead_deletes_by_id_or_topic() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
-    let n: i32 = c
-        .query_one(
-            "SELECT outbox.purge_dead_topic('beta', older_than => '1 hour')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 0, "nothing has been dead for an hour");
+    let purge = |older_than: Option<&'static str>| {
+        let c = &c;
+        async move {
+            c.query_one(
+                "SELECT outbox.purge_dead_topic('beta', older_than => $1::text::interval)",
+                &[&older_than],
+            )
+            .await
+            .unwrap()
+            .get::<_, i32>(0)
+        }
+    };
+    assert_eq!(
+        purge(Some("1 hour")).await,
+        0,
+        "nothing has been dead for an hour"
+    );
     // Found by the fuzzer: an age beyond the calendar was PostgreSQL's 22008
     // "timestamp out of range"; nothing is that old, so nothing is purged.
-    let n: i32 = c
-        .query_one(
-            "SELECT outbox.purge_dead_topic('beta', older_than => '178000000 years')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 0, "nothing died before the calendar began");
+    assert_eq!(
+        purge(Some("178000000 years")).await,
+        0,
+        "nothing died before the calendar began"
+    );
     // Moved past the letters' death (the outbox's clock, no sleep), they go.
     c.batch_execute("SET outbox.test_clock_offset = '2h'")
         .await
         .unwrap();
-    let n: i32 = c
-        .query_one(
-            "SELECT outbox.purge_dead_topic('beta', older_than => '1 hour')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 2, "dead for two hours by the outbox's clock");
+    assert_eq!(
+        purge(Some("1 hour")).await,
+        2,
+        "dead for two hours by the outbox's clock"
+    );
     kill(&c, "beta", 2).await;
-    let n: i32 = c
-        .query_one("SELECT outbox.purge_dead_topic('beta')", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 2);
+    assert_eq!(purge(None).await, 2);
     assert_eq!(
         count(&c, "SELECT count(*) FROM outbox.dead_letters").await,
         1

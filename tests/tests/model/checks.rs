@@ -3,7 +3,7 @@
 use crate::case::{db_err, ensure, set_clock, Check, Sut, MAX_DRIFT_SECS};
 use crate::model::{Model, TopicCounts, TICK_SECS};
 use crate::ops::Op;
-use crate::step::{settle, step};
+use crate::step::{settle, step, Settle};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -110,7 +110,7 @@ pub(crate) async fn drain(sut: &mut Sut, model: &mut Model) -> Check {
             });
         };
         let token = sut.tokens.last().copied().unwrap_or_else(Uuid::new_v4);
-        let n = settle(sut, 0, "complete", &ids, token, false, None).await?;
+        let n = settle(sut, 0, Settle::Complete, &ids, token, false).await?;
         let expected = model.complete(&ids, Some(model.claims.len() - 1));
         ensure(n == expected && n == ids.len(), || {
             format!("completed {n} of the {} claimed", ids.len())

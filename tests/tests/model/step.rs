@@ -128,29 +128,13 @@ pub(crate) async fn step(sut: &mut Sut, model: &mut Model, op: &Op) -> Check {
             claim,
             pick,
             single,
-        } => {
-            let (c, token) = resolve_claim(sut, claim);
-            let ids = resolve_ids(model, c, *pick, *single);
-            let got = settle(sut, *conn, "complete", &ids, token, *single, None).await?;
-            let expected = model.complete(&ids, c);
-            ensure(got == expected, || {
-                format!("completed {got} of {ids:?}, the model expected {expected}")
-            })?;
-        }
+        } => settle_step(sut, model, Settle::Complete, *conn, claim, *pick, *single).await?,
         Op::Release {
             conn,
             claim,
             pick,
             single,
-        } => {
-            let (c, token) = resolve_claim(sut, claim);
-            let ids = resolve_ids(model, c, *pick, *single);
-            let got = settle(sut, *conn, "release", &ids, token, *single, None).await?;
-            let expected = model.release(&ids, c);
-            ensure(got == expected, || {
-                format!("released {got} of {ids:?}, the model expected {expected}")
-            })?;
-        }
+        } => settle_step(sut, model, Settle::Release, *conn, claim, *pick, *single).await?,
         Op::Extend {
             conn,
             claim,
@@ -158,13 +142,8 @@ pub(crate) async fn step(sut: &mut Sut, model: &mut Model, op: &Op) -> Check {
             single,
             lease,
         } => {
-            let (c, token) = resolve_claim(sut, claim);
-            let ids = resolve_ids(model, c, *pick, *single);
-            let got = settle(sut, *conn, "extend", &ids, token, *single, Some(*lease)).await?;
-            let expected = model.extend(&ids, c, *lease).len();
-            ensure(got == expected, || {
-                format!("extended {got} of {ids:?}, the model expected {expected}")
-            })?;
+            let how = Settle::Extend(*lease);
+            settle_step(sut, model, how, *conn, claim, *pick, *single).await?;
         }
         Op::Fail {
             conn,
@@ -254,19 +233,67 @@ pub(crate) async fn step(sut: &mut Sut, model: &mut Model, op: &Op) -> Check {
     Ok(())
 }
 
+/// The guarded calls a lease holder makes with a token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Settle {
+    Complete,
+    Release,
+    /// With the new lease, in ticks.
+    Extend(i64),
+}
+
+impl Settle {
+    fn verb(self) -> &'static str {
+        match self {
+            Settle::Complete => "complete",
+            Settle::Release => "release",
+            Settle::Extend(_) => "extend",
+        }
+    }
+}
+
+/// complete / release / extend the picked messages of a claim, on both sides.
+async fn settle_step(
+    sut: &Sut,
+    model: &mut Model,
+    how: Settle,
+    conn: usize,
+    claim: &Option<proptest::sample::Index>,
+    pick: u8,
+    single: bool,
+) -> Check {
+    let (c, token) = resolve_claim(sut, claim);
+    let ids = resolve_ids(model, c, pick, single);
+    let got = settle(sut, conn, how, &ids, token, single).await?;
+    let expected = match how {
+        Settle::Complete => model.complete(&ids, c),
+        Settle::Release => model.release(&ids, c),
+        Settle::Extend(lease) => model.extend(&ids, c, lease).len(),
+    };
+    ensure(got == expected, || {
+        format!(
+            "{} held {got} of {ids:?}, the model expected {expected}",
+            how.verb()
+        )
+    })
+}
+
 /// complete / release / extend, in their single or batch form; how many of
 /// `ids` the token still held.
 pub(crate) async fn settle(
     sut: &Sut,
     conn: usize,
-    verb: &str,
+    how: Settle,
     ids: &[i64],
     token: Uuid,
     single: bool,
-    lease: Option<i64>,
 ) -> Result<usize, String> {
     let c = &sut.conns[conn];
-    let lease = lease.map(interval);
+    let verb = how.verb();
+    let lease = match how {
+        Settle::Extend(ticks) => Some(interval(ticks)),
+        _ => None,
+    };
     if single {
         let Some(&id) = ids.first() else { return Ok(0) };
         return Ok(match verb {
