@@ -116,7 +116,7 @@ pub async fn settle(admin: &Client) -> Result<()> {
 /// Wait until `count()` reaches `target`; the seconds and messages of the
 /// 10%..100% window. Fails if nothing moves for 30 s (the backlog ran out,
 /// or a drainer died).
-async fn watch(target: u64, count: impl Fn() -> u64) -> Result<(f64, u64)> {
+pub async fn watch(target: u64, count: impl Fn() -> u64) -> Result<(f64, u64)> {
     let from = target / 10;
     let mut start: Option<(Instant, u64)> = None;
     let mut last = (Instant::now(), 0u64);

@@ -5,6 +5,7 @@
 use crate::drain::CONFIGS;
 use crate::ops::System::{self, Outbox, Pgmq, Pgq, Raw};
 use crate::results::Results;
+use crate::targets;
 use crate::{Plan, CLIENTS, MID_CLIENTS};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -16,15 +17,11 @@ pub struct Report {
     pub fsync_ops_per_sec: f64,
     pub results: Results,
     pub steady: Vec<(String, Value)>,
+    /// W6, when it ran.
+    pub failures: Option<Value>,
+    /// W7, when it ran.
+    pub claim_cost: Option<Value>,
     pub elapsed: Duration,
-}
-
-/// A ratio row: its name, value, and the target it is held to.
-struct Ratio {
-    name: String,
-    value: Option<f64>,
-    /// (at least, how the target reads); `None` = reported, no target.
-    target: Option<(f64, &'static str)>,
 }
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
@@ -32,148 +29,22 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 }
 
 impl Report {
-    fn steady(&self, label: &str) -> Option<&Value> {
+    pub fn steady(&self, label: &str) -> Option<&Value> {
         self.steady.iter().find(|(l, _)| l == label).map(|(_, v)| v)
     }
 
-    /// The best raw single-row insert rate over the client counts.
-    fn raw_insert_ceiling(&self) -> Option<f64> {
-        CLIENTS
-            .iter()
-            .filter_map(|&c| self.results.rate(Raw, "single", c, 1))
-            .max_by(f64::total_cmp)
-    }
-
-    fn ratios(&self) -> Vec<Ratio> {
-        let r = &self.results;
-        let mut out = Vec::new();
-        let mut push = |name: String, value, target| {
-            out.push(Ratio {
-                name,
-                value,
-                target,
-            })
-        };
-        for (op, b, what) in [
-            ("single", 1, "enqueue ÷ raw insert, single row"),
-            ("batch", 100, "enqueue_batch ÷ raw batch insert, 100 rows"),
-        ] {
-            for c in CLIENTS {
-                push(
-                    format!("{what}, {c} clients"),
-                    r.ratio((Outbox, op, c, b), (Raw, op, c, b)),
-                    Some((0.9, "≥ 0.9")),
-                );
-            }
-        }
-        push(
-            format!("business row + enqueue ÷ business row + raw insert, {MID_CLIENTS} clients"),
-            r.ratio(
-                (Outbox, "business_row", MID_CLIENTS, 1),
-                (Raw, "business_row", MID_CLIENTS, 1),
-            ),
-            Some((0.9, "≥ 0.9")),
-        );
-        push(
-            format!("doorbell tax: installed, relays busy ÷ trigger off, {MID_CLIENTS} clients"),
-            r.ratio(
-                (Outbox, "single", MID_CLIENTS, 1),
-                (Outbox, "doorbell_off", MID_CLIENTS, 1),
-            ),
-            None,
-        );
-        push(
-            format!(
-                "doorbell tax: a relay asleep that never wakes (every commit rings) ÷ trigger off, {MID_CLIENTS} clients"
-            ),
-            r.ratio(
-                (Outbox, "doorbell_asleep", MID_CLIENTS, 1),
-                (Outbox, "doorbell_off", MID_CLIENTS, 1),
-            ),
-            None,
-        );
-        for (b, c) in CONFIGS {
-            let b = b as usize;
-            push(
-                format!("drain ÷ raw drain, batch {b} x{c}"),
-                r.ratio((Outbox, "drain", c, b), (Raw, "drain", c, b)),
-                Some((0.8, "≥ 0.8")),
-            );
-        }
-        for peer in [Pgq, Pgmq] {
-            for c in CLIENTS {
-                for (op, b) in [("single", 1), ("batch", 100)] {
-                    push(
-                        format!("outbox ÷ {} enqueue, {op}, {c} clients", peer.name()),
-                        r.ratio((Outbox, op, c, b), (peer, op, c, b)),
-                        Some((1.0, "> 1")),
-                    );
-                }
-            }
-            for (b, c) in CONFIGS {
-                let b = b as usize;
-                if peer == Pgq && c != 1 {
-                    continue;
-                }
-                push(
-                    format!("outbox ÷ {} drain, batch {b} x{c}", peer.name()),
-                    r.ratio((Outbox, "drain", c, b), (peer, "drain", c, b)),
-                    Some((1.0, "> 1")),
-                );
-            }
-        }
-        let sustained = self
-            .steady("W3 saturated")
-            .and_then(|v| v["published_per_sec"].as_f64());
-        push(
-            "end-to-end sustained (enqueue → publish, producers flat out) ÷ best raw insert"
-                .to_owned(),
-            sustained.zip(self.raw_insert_ceiling()).map(|(s, c)| s / c),
-            None,
-        );
-        push(
-            "WAL amplification: outbox bytes/message (W3 50%) ÷ raw insert + raw drain".to_owned(),
-            self.wal_amplification(),
-            None,
-        );
-        out
-    }
-
-    /// Outbox end-to-end WAL per message over what a raw insert (16
-    /// clients) plus a raw drain (batch 100 x2) write per message.
-    fn wal_amplification(&self) -> Option<f64> {
-        let ours = self.steady("W3 50%")?["wal_bytes_per_message"].as_f64()?;
-        let raw = self.results.wal(Raw, "single", MID_CLIENTS, 1)?
-            + self.results.wal(Raw, "drain", 2, 100)?;
-        Some(ours / raw)
-    }
-
-    fn p50_at_half_load(&self) -> Option<f64> {
-        self.steady("W3 50%")?["latency_ms"]["p50"].as_f64()
-    }
-
     pub fn json(&self) -> Value {
-        let ratios: Vec<Value> = self
-            .ratios()
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name,
-                    "value": r.value,
-                    "target": r.target.map(|t| t.1),
-                    "met": r.value.zip(r.target).map(|(v, (t, s))| met(v, t, s)),
-                })
-            })
-            .collect();
+        let targets: Vec<Value> = targets::all(self).iter().map(|t| t.json()).collect();
         json!({
             "plan": self.plan.name,
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "machine_and_postgres": self.info,
             "w0_fdatasync_ops_per_sec": self.fsync_ops_per_sec,
-            "ratios": ratios,
-            "w3_p50_ms_at_50_percent": self.p50_at_half_load(),
+            "targets": targets,
             "measurements": self.results.all.iter().map(|m| m.json()).collect::<Vec<_>>(),
             "steady": self.steady.iter().map(|(l, v)| json!({"run": l, "result": v})).collect::<Vec<_>>(),
+            "w6_failures": self.failures,
+            "w7_claim_cost": self.claim_cost,
         })
     }
 
@@ -211,33 +82,34 @@ impl Report {
             self.plan.run.as_secs_f64()
         );
 
-        s += "## Ratios and targets\n\n| ratio | value | target | |\n|---|---:|---|---|\n";
-        for r in self.ratios() {
-            let verdict = match r.value.zip(r.target) {
-                Some((v, (t, sym))) if met(v, t, sym) => "met",
-                Some(_) => "**missed**",
+        let all = targets::all(self);
+        let _ = writeln!(
+            s,
+            "## Targets\n\n{} targets met, {} missed, {} not measured; rows without a target \
+             are reported only.\n",
+            all.iter().filter(|t| t.met() == Some(true)).count(),
+            all.iter().filter(|t| t.met() == Some(false)).count(),
+            all.iter()
+                .filter(|t| t.target.is_some() && t.value.is_none())
+                .count(),
+        );
+        s += "| measured | value | target | |\n|---|---:|---|---|\n";
+        for t in &all {
+            let verdict = match t.met() {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None if t.target.is_some() => "not measured",
                 None => "",
             };
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} |",
-                r.name,
-                fmt_opt(r.value, 3),
-                r.target.map_or("", |t| t.1),
+                t.name,
+                fmt_opt(t.value, t.digits),
+                t.target.map_or("", |t| t.1),
                 verdict
             );
         }
-        let p50 = self.p50_at_half_load();
-        let _ = writeln!(
-            s,
-            "| end-to-end p50 latency at 50% load (ms) | {} | < 10 | {} |",
-            fmt_opt(p50, 1),
-            match p50 {
-                Some(v) if v < 10.0 => "met",
-                Some(_) => "**missed**",
-                None => "",
-            }
-        );
 
         s += "\n## W0 ceilings and W1 enqueue (messages/s)\n\n";
         let _ = writeln!(
@@ -298,7 +170,7 @@ impl Report {
             );
         }
 
-        s += "\n## W3 steady state and W4 held snapshot\n\n";
+        s += "\n## W3 steady state, W4 held snapshot, W5 open writer\n\n";
         s += "Producers commit one `outbox.enqueue` per transaction at a fraction of the best W1 \
               enqueue rate; the relay (batch 100, 2 workers, doorbell on) publishes to a recorder. \
               Latency runs from the producer's commit returning to the publisher receiving the message.\n\n";
@@ -322,10 +194,16 @@ impl Report {
                 v["wal_bytes_per_message"].as_f64().unwrap_or(0.0),
             );
         }
-        if let Some(w4) = self.steady.iter().find(|(l, _)| l.starts_with("W4")) {
-            s += "\nW4 by phase (a REPEATABLE READ transaction holds its snapshot during the middle third):\n\n";
+        s += &self.tables_markdown();
+        for (label, v) in self.steady.iter().filter(|(_, v)| !v["hold"].is_null()) {
+            let what = if label.starts_with("W4") {
+                "a REPEATABLE READ transaction holds its snapshot"
+            } else {
+                "another session holds a transaction that took an xid (`pg_current_xact_id()`) and sleeps"
+            };
+            let _ = writeln!(s, "\n{label} by phase ({what} during the middle third):\n");
             s += "| phase | produced/s | published/s | p50 ms | p99 ms | depth max | dead tuples max |\n|---|---:|---:|---:|---:|---:|---:|\n";
-            for p in w4.1["phases"].as_array().into_iter().flatten() {
+            for p in v["phases"].as_array().into_iter().flatten() {
                 let _ = writeln!(
                     s,
                     "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |",
@@ -340,6 +218,12 @@ impl Report {
             }
         }
 
+        if let Some(w6) = &self.failures {
+            s += &crate::failures::markdown(w6);
+        }
+        if let Some(w7) = &self.claim_cost {
+            s += &crate::claim_cost::markdown(w7);
+        }
         s += "\n## How to read this\n\n\
               * Raw PostgreSQL is the ceiling, not a competitor: a plain table of the outbox \
               table's shape, written with one INSERT and drained with one `DELETE ... FOR UPDATE \
@@ -353,9 +237,9 @@ impl Report {
               * The doorbell \"asleep\" figure keeps one armed relay asleep for the whole run, so \
               every commit rings: the worst case. A real relay wakes on the first ring and stops \
               the ringing; W3 measures that case.\n\
-              * The quick plan shortens W3/W4 to seconds to fit in three minutes; its latency \
-              and dead-tuple figures are indicative only. The full plan runs each W3 load for \
-              five minutes.\n";
+              * The quick plan shortens W3-W7 to seconds to fit in about four minutes; its \
+              latency, dead-tuple and claim-cost figures are indicative only. The full plan runs \
+              each W3 load for five minutes and holds W5's open transaction for 30 s.\n";
         s += "\n## PostgreSQL settings that differ from the defaults\n\n| setting | value | source |\n|---|---|---|\n";
         for st in i["settings"].as_array().into_iter().flatten() {
             let _ = writeln!(
@@ -385,16 +269,31 @@ impl Report {
         s
     }
 
+    /// Per table, the peaks of each W3-W5 run: where the dead tuples and
+    /// bytes of the totals above sit.
+    fn tables_markdown(&self) -> String {
+        let mut s = String::from(
+            "\nDead tuples and sizes above add up every table of the outbox found at run time \
+             (`outbox.messages`, the log and its segments `outbox.log_*`, `outbox.partitions`; a \
+             table that does not exist counts nothing). Per table, each column's peak:\n\n\
+             | run | table | dead tuples max | table max | index max |\n|---|---|---:|---:|---:|\n",
+        );
+        for (label, v) in &self.steady {
+            for (table, t) in v["tables"].as_object().into_iter().flatten() {
+                let _ = writeln!(
+                    s,
+                    "| {label} | outbox.{table} | {} | {} | {} |",
+                    t["dead_tuples_max"],
+                    mib(&t["table_bytes_max"]),
+                    mib(&t["index_bytes_max"]),
+                );
+            }
+        }
+        s
+    }
+
     fn cell(&self, system: System, op: &str, clients: usize, batch: usize) -> String {
         fmt_opt(self.results.rate(system, op, clients, batch), 0)
-    }
-}
-
-fn met(value: f64, target: f64, how: &str) -> bool {
-    if how.starts_with('>') {
-        value > target
-    } else {
-        value >= target
     }
 }
 

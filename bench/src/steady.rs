@@ -1,7 +1,10 @@
-//! W3 and W4: producers at a set rate with the relay running; end-to-end
+//! W3, W4 and W5: producers at a set rate with the relay running; end-to-end
 //! latency from the producer's commit to the publisher's hand-off, and what
-//! the table looks like meanwhile (depth, dead tuples, sizes, WAL).
+//! the outbox's tables look like meanwhile (depth, dead tuples, sizes, WAL).
+//! W4 holds a snapshot open for part of the run, W5 an open writing
+//! transaction (one that has taken a transaction id).
 
+use crate::footprint::{self, Footprint};
 use crate::load::{connect, wal_position};
 use crate::ops::payload;
 use crate::stats::percentile;
@@ -22,9 +25,40 @@ pub struct Spec {
     /// Producer connections (each commits one message per transaction).
     pub producers: usize,
     pub duration: Duration,
-    /// W4: hold a REPEATABLE READ snapshot open from the first to the
-    /// second fraction of the run.
-    pub hold: Option<(f64, f64)>,
+    /// W4/W5: what another session holds open, from the first to the second
+    /// fraction of the run.
+    pub hold: Option<(Hold, f64, f64)>,
+}
+
+/// What a session keeps open in the middle of a W4/W5 run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// W4: a REPEATABLE READ transaction that has read the outbox: its
+    /// snapshot holds back the xmin horizon (vacuum cannot remove what the
+    /// relay deletes meanwhile).
+    Snapshot,
+    /// W5: a transaction that took a transaction id (`pg_current_xact_id()`)
+    /// and sleeps: every snapshot taken meanwhile lists it as running.
+    Writer,
+}
+
+impl Hold {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hold::Snapshot => "repeatable_read_snapshot",
+            Hold::Writer => "open_writer_xid",
+        }
+    }
+
+    fn begin_sql(self) -> &'static str {
+        match self {
+            Hold::Snapshot => {
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; \
+                 SELECT count(*) FROM outbox.stats()"
+            }
+            Hold::Writer => "BEGIN; SELECT pg_current_xact_id()",
+        }
+    }
 }
 
 /// Notes when each message reached the publisher; the run keeps a clone to
@@ -45,29 +79,34 @@ impl Publisher for Recorder {
     }
 }
 
-const SAMPLE: &str = "SELECT (SELECT count(*) FROM outbox.messages), n_dead_tup, \
-    pg_table_size('outbox.messages'), pg_indexes_size('outbox.messages') \
-    FROM pg_stat_user_tables WHERE relid = 'outbox.messages'::regclass";
-
-/// One reading of the table, once a second.
-#[derive(Clone, Copy)]
+/// One reading of the outbox, once a second.
+#[derive(Clone)]
 struct Sample {
     at: f64,
     depth: i64,
     dead: i64,
     table: i64,
     index: i64,
+    tables: Footprint,
+}
+
+impl Sample {
+    async fn read(reader: &footprint::Reader, admin: &Client, at: f64) -> Result<Sample> {
+        let tables = reader.footprint(admin).await?;
+        Ok(Sample {
+            at,
+            depth: reader.depth(admin).await?,
+            dead: tables.dead(),
+            table: tables.table_bytes(),
+            index: tables.index_bytes(),
+            tables,
+        })
+    }
 }
 
 /// Run `spec`; the result as report JSON.
 pub async fn run(db: &Config, admin: &Client, spec: &Spec) -> Result<Value> {
-    for sql in [
-        "TRUNCATE outbox.messages",
-        "VACUUM ANALYZE outbox.messages",
-        "CHECKPOINT",
-    ] {
-        admin.batch_execute(sql).await?;
-    }
+    crate::api::reset_outbox(admin).await?;
     let recorder = Recorder {
         seen: Arc::default(),
     };
@@ -119,15 +158,12 @@ pub async fn run(db: &Config, admin: &Client, spec: &Spec) -> Result<Value> {
         .collect();
 
     let holder = match spec.hold {
-        Some((from, to)) => {
+        Some((hold, from, to)) => {
             let c = connect(db).await?;
             let (from, to) = (spec.duration.mul_f64(from), spec.duration.mul_f64(to));
             Some(tokio::spawn(async move {
                 tokio::time::sleep_until((start + from).into()).await;
-                c.batch_execute(
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM outbox.messages",
-                )
-                .await?;
+                c.batch_execute(hold.begin_sql()).await?;
                 tokio::time::sleep_until((start + to).into()).await;
                 c.batch_execute("COMMIT").await?;
                 anyhow::Ok(())
@@ -137,17 +173,10 @@ pub async fn run(db: &Config, admin: &Client, spec: &Spec) -> Result<Value> {
     };
 
     let mut samples = Vec::new();
-    let sample_stmt = admin.prepare(SAMPLE).await?;
+    let reader = footprint::Reader::new(admin).await?;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1).min(deadline - Instant::now())).await;
-        let r = admin.query_one(&sample_stmt, &[]).await?;
-        samples.push(Sample {
-            at: start.elapsed().as_secs_f64(),
-            depth: r.get(0),
-            dead: r.get(1),
-            table: r.get(2),
-            index: r.get(3),
-        });
+        samples.push(Sample::read(&reader, admin, start.elapsed().as_secs_f64()).await?);
     }
     let mut commits = HashMap::new();
     for t in tasks {
@@ -168,11 +197,11 @@ pub async fn run(db: &Config, admin: &Client, spec: &Spec) -> Result<Value> {
     let wal_bytes = wal_position(admin).await? - wal0;
     stop.cancel();
     relay_task.await??;
-    let end = admin.query_one(&sample_stmt, &[]).await?;
+    let end = Sample::read(&reader, admin, start.elapsed().as_secs_f64()).await?;
 
     let seen = std::mem::take(&mut *recorder.seen.lock().expect("not poisoned"));
     let phases: Vec<(&str, f64, f64)> = match spec.hold {
-        Some((from, to)) => {
+        Some((_, from, to)) => {
             let d = spec.duration.as_secs_f64();
             vec![
                 ("before", 0.0, from * d),
@@ -248,11 +277,14 @@ pub async fn run(db: &Config, admin: &Client, spec: &Spec) -> Result<Value> {
         "depth_max": max(|s| s.depth),
         "depth_mean": mean_depth,
         "dead_tuples_max": max(|s| s.dead),
-        "dead_tuples_end": end.get::<_, i64>(1),
+        "dead_tuples_end": end.dead,
         "table_bytes_max": max(|s| s.table),
         "index_bytes_max": max(|s| s.index),
-        "table_bytes_end": end.get::<_, i64>(2),
-        "index_bytes_end": end.get::<_, i64>(3),
+        "table_bytes_end": end.table,
+        "index_bytes_end": end.index,
+        "footprint_bytes_max": max(|s| s.table + s.index),
+        "tables": footprint::per_table_max(samples.iter().map(|s| &s.tables).chain([&end.tables])),
+        "hold": spec.hold.map(|(h, _, _)| h.name()),
         "wal_bytes_per_message": wal_bytes as f64 / commits.len().max(1) as f64,
         "phases": phase_json,
     }))
