@@ -93,11 +93,21 @@ pub async fn upgrade_target(c: &Client) -> String {
     )
     .and_then(|row| row.get(0));
     if path.is_none() {
+        let script = format!("{EXTENSION}--{FIRST_RELEASE}--{target}.sql");
+        let advice = if scripts::sql_dir().join(&script).exists() {
+            format!(
+                "sql/{script} exists but is not installed: run `cargo pgrx install` in outbox_ext/ \
+                 (it copies every outbox--A--B.sql from outbox_ext/sql/, a symlink to ../sql)"
+            )
+        } else {
+            format!(
+                "write sql/{script} (cargo pgrx install copies every outbox--A--B.sql from \
+                 outbox_ext/sql/, a symlink to ../sql)"
+            )
+        };
         panic!(
-            "there is no update path from {FIRST_RELEASE} to {target}: the extension directory \
-             has no chain of outbox--A--B.sql scripts between them. Write \
-             sql/outbox--{FIRST_RELEASE}--{target}.sql (cargo pgrx install copies every \
-             outbox--A--B.sql from outbox_ext/sql/, a symlink to ../sql)"
+            "there is no update path from {FIRST_RELEASE} to {target} in {}: {advice}",
+            scripts::extension_dir().display()
         );
     }
     target

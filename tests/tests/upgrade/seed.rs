@@ -51,14 +51,52 @@ pub async fn ids(c: &Client) -> BTreeMap<String, i64> {
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
-/// id → every 0.1.0 column of `outbox.messages` as JSON text (times to the
-/// microsecond). Columns a later version adds are not part of it.
-pub async fn messages(c: &Client) -> BTreeMap<i64, String> {
+/// The oid of a relation, to follow it through renames (0.2.0 may rename
+/// 0.1.0's `outbox.messages`, the side table, and put a view in its place).
+pub async fn oid_of(c: &Client, relation: &str) -> u32 {
+    expect_ok(
+        c.query_one("SELECT $1::text::regclass::oid", &[&relation])
+            .await,
+        &format!("looking up {relation}"),
+    )
+    .get(0)
+}
+
+/// The current name of the relation with oid `oid`.
+///
+/// # Panics
+///
+/// When it no longer exists (it was dropped, or dropped and re-created).
+pub async fn name_of(c: &Client, oid: u32, was: &str) -> String {
+    let row = expect_ok(
+        c.query_opt(
+            "SELECT oid::regclass::text FROM pg_catalog.pg_class WHERE oid = $1",
+            &[&oid],
+        )
+        .await,
+        "reading pg_class",
+    );
+    match row {
+        Some(row) => row.get(0),
+        None => panic!(
+            "the table that was {was} before the upgrade is gone: the upgrade must keep it (rename \
+             it if need be), not copy its rows to a new table"
+        ),
+    }
+}
+
+/// id → every 0.1.0 column of the messages in `relation` (0.1.0's
+/// `outbox.messages`, by whatever name it has now, or the view of that
+/// name) as JSON text, times to the microsecond. Columns a later version
+/// adds are not part of it.
+pub async fn messages(c: &Client, relation: &str) -> BTreeMap<i64, String> {
     snapshot(
         c,
-        "SELECT id, to_jsonb(m)::text FROM (SELECT id, topic, key, payload, headers, created_at, \
-         deliver_at, attempt, max_attempts, lease_owner, lease_token, lease_expires_at, last_error \
-         FROM outbox.messages) AS m",
+        &format!(
+            "SELECT id, to_jsonb(m)::text FROM (SELECT id, topic, key, payload, headers, \
+             created_at, deliver_at, attempt, max_attempts, lease_owner, lease_token, \
+             lease_expires_at, last_error FROM {relation}) AS m"
+        ),
     )
     .await
 }

@@ -12,21 +12,36 @@ const TWO_HOURS_MS: i64 = 2 * 60 * 60 * 1000;
 
 /// Every 0.1.0 column of every message and dead letter is the same after
 /// the upgrade (ids, topics, keys, payloads, headers, created_at, due
-/// times, attempts, lease owner, token and expiry, last errors), and a
-/// message enqueued afterwards gets an id above all of them.
+/// times, attempts, lease owner, token and expiry, last errors): in the
+/// very table they were in (followed by oid, whatever it is called now),
+/// and as `SELECT ... FROM outbox.messages` shows them (admins' queries and
+/// dashboards). A message enqueued afterwards gets an id above all of them.
 #[tokio::test]
 async fn upgrade_keeps_every_message_and_dead_letter_as_it_was() {
     let (_db, c) = db_at_version(FIRST_RELEASE).await;
     let target = upgrade_target(&c).await;
     seed::fill(&c).await;
-    let messages = seed::messages(&c).await;
+    let side = seed::oid_of(&c, "outbox.messages").await;
+    let messages = seed::messages(&c, "outbox.messages").await;
     let dead = seed::dead_letters(&c).await;
     assert_eq!(messages.len(), seed::MESSAGES.len(), "seeded messages");
     assert_eq!(dead.len(), seed::DEAD_LETTERS.len(), "seeded dead letters");
 
     upgrade(&c, &target).await;
 
-    let mut problems = seed::differences("message", &messages, &seed::messages(&c).await);
+    let side_now = seed::name_of(&c, side, "outbox.messages").await;
+    let mut problems = seed::differences(
+        &format!("in {side_now} (0.1.0's outbox.messages): message"),
+        &messages,
+        &seed::messages(&c, &side_now).await,
+    );
+    if side_now != "outbox.messages" {
+        problems.extend(seed::differences(
+            "as outbox.messages shows it: message",
+            &messages,
+            &seed::messages(&c, "outbox.messages").await,
+        ));
+    }
     problems.extend(seed::differences(
         "dead letter",
         &dead,
@@ -72,6 +87,7 @@ async fn messages_from_0_1_0_are_delivered_after_the_upgrade() {
     seed::fill(&c).await;
     let ids = seed::ids(&c).await;
     let before = stored(&c).await;
+    let side = seed::oid_of(&c, "outbox.messages").await;
     upgrade(&c, &target).await;
 
     enqueue(&c, "orders", "new-keyless", None).await;
@@ -214,13 +230,24 @@ async fn messages_from_0_1_0_are_delivered_after_the_upgrade() {
         3,
         "the retrying message had 2 attempts under 0.1.0"
     );
+    let side_now = seed::name_of(&c, side, "outbox.messages").await;
     let left: i64 = expect_ok(
+        c.query_one(&format!("SELECT count(*) FROM {side_now}"), &[])
+            .await,
+        "counting the side table",
+    )
+    .get(0);
+    assert_eq!(left, 0, "{side_now} still has messages after the drain");
+    let unfinished: i64 = expect_ok(
         c.query_one("SELECT count(*) FROM outbox.messages", &[])
             .await,
         "counting outbox.messages",
     )
     .get(0);
-    assert_eq!(left, 0, "the side table still has messages after the drain");
+    assert_eq!(
+        unfinished, 0,
+        "outbox.messages still shows messages after the drain"
+    );
 }
 
 /// The 0.1.0 dead letters are listed (by topic too), requeued with their
