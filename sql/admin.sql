@@ -41,9 +41,9 @@ AS $$
                -- Ready since it was due, but never before it was enqueued
                -- (a deliver_at in the past does not count as lag).
                greatest(m.deliver_at, m.created_at) AS ready_since,
-               m.key IS NOT NULL AND EXISTS (
-                   SELECT 1 FROM outbox.messages AS o WHERE o.key = m.key AND o.id < m.id
-               ) AS behind_older
+               -- Behind an older message of its key (a window function, not
+               -- a probe per row: outbox.messages is a view over two places).
+               m.key IS NOT NULL AND m.id > min(m.id) OVER (PARTITION BY m.key) AS behind_older
         FROM outbox.messages AS m
     ),
     per_topic AS (
@@ -85,10 +85,12 @@ RETURNS TABLE (
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH keyed AS (
+    WITH m AS MATERIALIZED (
+        SELECT * FROM outbox.messages AS m WHERE m.key IS NOT NULL
+    ),
+    keyed AS (
         SELECT m.key, count(*) - 1 AS waiting, min(m.id) AS head_id
-        FROM outbox.messages AS m
-        WHERE m.key IS NOT NULL
+        FROM m
         GROUP BY m.key
         HAVING count(*) > 1
     )
@@ -101,7 +103,7 @@ AS $$
            END,
            h.attempt, h.deliver_at, h.last_error, k.waiting
     FROM keyed AS k
-    JOIN outbox.messages AS h ON h.id = k.head_id
+    JOIN m AS h ON h.id = k.head_id
     ORDER BY k.waiting DESC, h.id
     LIMIT outbox._max_rows(max_rows)
 $$;
@@ -163,9 +165,8 @@ BEGIN
         DELETE FROM outbox.dead_letters AS d WHERE d.id = ANY (ids) RETURNING d.*
     ),
     back AS (
-        INSERT INTO outbox.messages
+        INSERT INTO outbox.side
             (id, topic, key, payload, headers, created_at, deliver_at, attempt, max_attempts, last_error)
-        OVERRIDING SYSTEM VALUE
         SELECT r.id, r.topic, r.key, r.payload, r.headers, r.created_at, (SELECT outbox._now()),
                0, r.max_attempts, r.last_error
         FROM revived AS r

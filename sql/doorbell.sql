@@ -53,7 +53,14 @@ COMMENT ON TABLE outbox.doorbell_gate IS
 -- it is pinned like every other function so a caller's path never matters.
 ALTER FUNCTION outbox._doorbell() SET search_path = pg_catalog, pg_temp;
 
+-- On the log (every enqueue) and on the side table (requeued dead letters;
+-- diverts and retries ring it too, harmlessly: only a sleeping relay hears).
 CREATE TRIGGER doorbell
-    AFTER INSERT ON outbox.messages
+    AFTER INSERT ON outbox.log
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION outbox._doorbell();
+
+CREATE TRIGGER doorbell
+    AFTER INSERT ON outbox.side
     FOR EACH STATEMENT
     EXECUTE FUNCTION outbox._doorbell();

@@ -70,8 +70,10 @@ BEGIN
         'enqueue', 'enqueue_batch',
         'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
         'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
-        'blocked_keys', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic']);
-    EXECUTE format('GRANT SELECT ON outbox.messages, outbox.dead_letters TO %s', role);
+        'blocked_keys', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic',
+        'rotate']);
+    EXECUTE format('GRANT SELECT ON outbox.messages, outbox.dead_letters, outbox.side, outbox.log,'
+                   ' outbox.partitions, outbox.segments TO %s', role);
 END;
 $$;
 
@@ -89,7 +91,7 @@ BEGIN
     END IF;
     EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA outbox FROM %s', role);
     EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM %s', role);
-    -- Tables do not cover sequences: a hand-granted USAGE on messages_id_seq
+    -- Tables do not cover sequences: a hand-granted USAGE on message_id
     -- would survive, and setval() by oid needs no schema USAGE.
     EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA outbox FROM %s', role);
     EXECUTE format('REVOKE ALL ON SCHEMA outbox FROM %s', role);

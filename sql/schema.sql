@@ -1,24 +1,131 @@
--- The outbox's two tables. Read docs/state-machine.md for the lifecycle.
+-- The outbox's storage. docs/storage.md is the protocol, docs/state-machine.md
+-- the life of one message.
 --
--- outbox.messages is the hot table: every message that is not finished lives
--- here, whether ready, scheduled (future deliver_at or a retry), or leased.
--- Finished messages are deleted at once and dead ones move to
--- outbox.dead_letters, so claim scans stay short and autovacuum keeps up.
---
+-- * outbox.log: every message enqueue writes, once. Never updated, never
+--   deleted row by row: segments are truncated whole (rotation). Read through
+--   outbox.partitions' snapshot windows.
+-- * outbox.side: messages off the happy path (retrying, scheduled, released,
+--   diverted behind a busy key, requeued), with per-message leases. This is
+--   0.1.0's outbox.messages table, renamed.
+-- * outbox.dead_letters: messages that failed for good.
+-- * outbox.messages: a view of every unfinished message, wherever it is.
+-- Never UNLOGGED: a crash must not lose committed messages.
+
+-- One id sequence for every message, wherever it lives: a message keeps its
+-- id from the log to the side table, the dead letters and back (consumers
+-- deduplicate on it). CACHE 1 (the default) is required: a claim reads
+-- last_value as "every id issued so far" (docs/storage.md, the fresh branch).
+CREATE SEQUENCE outbox.message_id AS bigint CACHE 1;
+
+-- The current log segment is log_segment's last_value % 3. A sequence, not a
+-- row, because producers must see a switch at once, whatever their snapshot
+-- (a REPEATABLE READ producer reading a row would keep writing a sealed
+-- segment); see outbox._rotate in rotation.sql.
+CREATE SEQUENCE outbox.log_segment AS bigint MINVALUE 0 START 0 CACHE 1;
+
 -- Why the shape:
+-- * part: hashtextextended(key, 0) (a stable hash) for keyed messages, the id
+--   for keyless ones, modulo the number of partitions; one relay reads a
+--   partition at a time, so a key's messages are read in order.
+-- * xid: the producing transaction, assigned before the id is taken (see
+--   queries/enqueue.sql): windows are "transactions committed between two
+--   snapshots", and the fresh branch's id bound relies on xid-before-id.
+-- * (part, id) serves the window's fresh branch, read in id order;
+--   (part, xid, id) its late branch (transactions open when the window
+--   began), per transaction in id order. No primary key: ids are unique by
+--   the sequence, and nothing looks a row up by id alone.
+CREATE TABLE outbox.log (
+    seg          smallint    NOT NULL,
+    part         smallint    NOT NULL,
+    xid          xid8        NOT NULL,
+    id           bigint      NOT NULL,
+    topic        text        NOT NULL,
+    key          text,
+    payload      jsonb       NOT NULL,
+    headers      jsonb,
+    created_at   timestamptz NOT NULL,
+    deliver_at   timestamptz NOT NULL,
+    max_attempts integer     NOT NULL
+) PARTITION BY LIST (seg);
+
+CREATE TABLE outbox.log_0 PARTITION OF outbox.log FOR VALUES IN (0)
+    WITH (autovacuum_enabled = false);
+CREATE TABLE outbox.log_1 PARTITION OF outbox.log FOR VALUES IN (1)
+    WITH (autovacuum_enabled = false);
+CREATE TABLE outbox.log_2 PARTITION OF outbox.log FOR VALUES IN (2)
+    WITH (autovacuum_enabled = false);
+CREATE INDEX log_part_id ON outbox.log (part, id);
+CREATE INDEX log_part_xid_id ON outbox.log (part, xid, id);
+
+COMMENT ON TABLE outbox.log IS
+    'Every enqueued message, written once; read through outbox.partitions, truncated by segment. Write through outbox.enqueue().';
+
+-- One row per partition: its window, the cursor in it, and at most one
+-- batch lease. See docs/storage.md ("Partitions and windows"). Updated by
+-- every claim and settle, so fillfactor leaves room for HOT updates.
+CREATE TABLE outbox.partitions (
+    part             smallint    NOT NULL,
+    snap_lo          pg_snapshot NOT NULL,
+    snap_hi          pg_snapshot NOT NULL,
+    id_lo            bigint      NOT NULL,
+    xid_lo           xid8        NOT NULL,
+    id_hi            bigint      NOT NULL,
+    late             xid8[]      NOT NULL DEFAULT '{}',
+    next_id_lo       bigint      NOT NULL,
+    next_xid_lo      xid8        NOT NULL,
+    cursor_id        bigint      NOT NULL DEFAULT 0,
+    window_done      boolean     NOT NULL DEFAULT true,
+    lease_owner      text,
+    lease_token      uuid,
+    lease_expires_at timestamptz,
+    batch            bigint[]    NOT NULL DEFAULT '{}',
+    batch_end        bigint      NOT NULL DEFAULT 0,
+    claimed_at       timestamptz,
+    CONSTRAINT partitions_pkey PRIMARY KEY (part),
+    CONSTRAINT part_is_not_negative CHECK (part >= 0),
+    CONSTRAINT partition_lease_token_and_expiry_go_together
+        CHECK ((lease_token IS NULL) = (lease_expires_at IS NULL)),
+    CONSTRAINT partition_batch_is_leased
+        CHECK (cardinality(batch) = 0 OR lease_token IS NOT NULL)
+) WITH (fillfactor = 20);
+
+COMMENT ON TABLE outbox.partitions IS
+    'One row per log partition: its snapshot window, cursor and batch lease (docs/storage.md).';
+
+-- The first window of every partition starts at "nothing committed yet":
+-- '1:1:' sees no transaction, id 0 and xid 0 bound nothing.
+INSERT INTO outbox.partitions (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo)
+SELECT p, '1:1:', '1:1:', 0, '0', 0, 0, '0'
+FROM generate_series(0, 15) AS p;
+
+-- The segments' rotation state. A segment other than the current one is
+-- 'sealed' (with the next xid read after the switch: every transaction that
+-- could still write it has an xid below) until it is truncated ('empty').
+CREATE TABLE outbox.segments (
+    seg        smallint    NOT NULL,
+    state      text        NOT NULL,
+    sealed_xid xid8,
+    since      timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+    CONSTRAINT segments_pkey PRIMARY KEY (seg),
+    CONSTRAINT segment_state_is_known CHECK (state IN ('current', 'sealed', 'empty')),
+    CONSTRAINT sealed_segment_has_xid CHECK ((state = 'sealed') = (sealed_xid IS NOT NULL))
+);
+
+INSERT INTO outbox.segments (seg, state) VALUES (0, 'current'), (1, 'empty'), (2, 'empty');
+
+COMMENT ON TABLE outbox.segments IS
+    'Rotation state of the log segments outbox.log_0 .. log_2 (see outbox.rotate()).';
+
+-- The side table (0.1.0's outbox.messages). Why the shape:
 -- * Only `id` (primary key) and `(key, id)` are indexed. claim() changes
 --   attempt and the lease columns, none of them indexed, so its updates can be
---   HOT (no new index entries) while the row's page has room for the new
---   version. Fillfactor 80 leaves room for some: draining a 100k backlog in
---   claims of 1000, 23% of the claims' updates were HOT (fillfactor 50: 91%,
---   and claims 27% faster, but single-row enqueue 13% slower and the table
---   1.6x larger; enqueue is the producer's path, so 80 it is).
--- * Never UNLOGGED: a crash must not lose committed messages.
--- * The identity column is GENERATED ALWAYS so ids come from one sequence; a
---   requeued dead letter keeps its id (OVERRIDING SYSTEM VALUE), which keeps
---   broker-side deduplication on the message id meaningful.
-CREATE TABLE outbox.messages (
-    id               bigint      GENERATED ALWAYS AS IDENTITY,
+--   HOT while the row's page has room; fillfactor 80 leaves room for some.
+-- * No id default: every row arrives with its id, from the log or the dead
+--   letters.
+-- * `(key, id)` also answers the log claim's question "does this key have a
+--   message here?" (a diverted message waits behind it).
+CREATE TABLE outbox.side (
+    id               bigint      NOT NULL,
     topic            text        NOT NULL,
     key              text,
     payload          jsonb       NOT NULL,
@@ -31,19 +138,17 @@ CREATE TABLE outbox.messages (
     lease_token      uuid,
     lease_expires_at timestamptz,
     last_error       text,
-    CONSTRAINT messages_pkey PRIMARY KEY (id),
+    CONSTRAINT side_pkey PRIMARY KEY (id),
     CONSTRAINT attempt_is_not_negative CHECK (attempt >= 0),
     CONSTRAINT max_attempts_is_positive CHECK (max_attempts > 0),
     CONSTRAINT lease_token_and_expiry_go_together
         CHECK ((lease_token IS NULL) = (lease_expires_at IS NULL))
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000);
 
-COMMENT ON TABLE outbox.messages IS
-    'Unfinished outbox messages (ready, scheduled, leased). Write through outbox.enqueue().';
+COMMENT ON TABLE outbox.side IS
+    'Unfinished messages off the log''s happy path (retrying, scheduled, released, diverted, requeued), with per-message leases.';
 
--- Per-key FIFO: claim asks "is there an older message with this key?" for
--- each candidate; this index answers it with one probe.
-CREATE INDEX messages_key_id ON outbox.messages (key, id) WHERE key IS NOT NULL;
+CREATE INDEX side_key_id ON outbox.side (key, id) WHERE key IS NOT NULL;
 
 CREATE TABLE outbox.dead_letters (
     id           bigint      NOT NULL,
@@ -69,6 +174,12 @@ CREATE INDEX dead_letters_topic_id ON outbox.dead_letters (topic, id);
 -- pg_dump skips the contents of extension tables unless they are marked as
 -- configuration; an outbox whose backlog vanished on dump/restore would lose
 -- messages.
-SELECT pg_catalog.pg_extension_config_dump('outbox.messages', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.side', '');
 SELECT pg_catalog.pg_extension_config_dump('outbox.dead_letters', '');
-SELECT pg_catalog.pg_extension_config_dump('outbox.messages_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.message_id', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.log_0', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.log_1', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.log_2', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.partitions', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.segments', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.log_segment', '');

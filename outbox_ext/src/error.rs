@@ -31,6 +31,9 @@ pub enum OutboxError {
     },
     /// An id that was never a message (SQLSTATE P0002).
     UnknownMessage { id: i64 },
+    /// claim() in a REPEATABLE READ or SERIALIZABLE transaction (SQLSTATE
+    /// 25001): a window's snapshot and the read after it must be fresh.
+    NotReadCommitted,
     /// SPI failed where it should not (SQLSTATE XX000).
     Internal(String),
 }
@@ -80,6 +83,11 @@ impl From<OutboxError> for ErrorReport {
                 ERRCODE_NO_DATA_FOUND,
                 format!("message {id} does not exist"),
                 "Pass an id returned by outbox.enqueue() or outbox.claim().".to_owned(),
+            ),
+            OutboxError::NotReadCommitted => (
+                ERRCODE_ACTIVE_SQL_TRANSACTION,
+                "outbox.claim() must run in a READ COMMITTED transaction".to_owned(),
+                "Call claim() outside REPEATABLE READ and SERIALIZABLE transactions: it takes its own snapshots of what has committed.".to_owned(),
             ),
             OutboxError::Internal(msg) => (
                 ERRCODE_INTERNAL_ERROR,

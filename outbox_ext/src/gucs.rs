@@ -25,9 +25,25 @@ pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 10
 /// Superuser only; 0 in production. At most about 24.8 days (i32 ms).
 pub static TEST_CLOCK_OFFSET_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
+/// How long a log segment takes writes before rotation moves producers to
+/// the next one (ms); a segment is truncated once every message in it was
+/// handed out (docs/storage.md, "Rotation"). Shorter keeps the log smaller,
+/// at one TRUNCATE per interval. Superuser only: it is the cluster's storage.
+pub static ROTATION_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+
 /// Register the settings and reserve the `outbox.` prefix, so a misspelt
 /// `SET outbox.retry_bsae` is an error instead of a silent no-op.
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"outbox.rotation_interval",
+        c"How long a log segment takes writes before rotation switches to the next.",
+        c"A segment is truncated once every message in it has been handed out; see docs/storage.md.",
+        &ROTATION_INTERVAL_MS,
+        1_000,
+        86_400_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
     GucRegistry::define_int_guc(
         c"outbox.max_attempts",
         c"Attempts before a message becomes a dead letter.",

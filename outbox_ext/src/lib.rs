@@ -24,6 +24,7 @@ pub mod rawjsonb;
 pub mod redact;
 pub mod retry;
 pub mod validate;
+pub mod xact;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
@@ -35,7 +36,12 @@ pgrx::extension_sql_file!(
     "../../sql/doorbell.sql",
     requires = [api::doorbell::_doorbell]
 );
-pgrx::extension_sql_file!("../../sql/admin.sql", requires = [clock::now_sql]);
+pgrx::extension_sql_file!("../../sql/views.sql", name = "views");
+pgrx::extension_sql_file!("../../sql/admin.sql", requires = [clock::now_sql, "views"]);
+pgrx::extension_sql_file!(
+    "../../sql/rotation.sql",
+    requires = [clock::now_sql, api::rotation::_next_xid]
+);
 pgrx::extension_sql_file!("../../sql/grants.sql", finalize);
 
 /// Called when a backend loads the library.

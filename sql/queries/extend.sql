@@ -4,7 +4,7 @@
 -- Allowed after expiry as long as nobody re-claimed (the token still
 -- matches); claim() re-checks the expiry under its row lock, so an extend
 -- that wins the race keeps the message.
-UPDATE outbox.messages
+UPDATE outbox.side
 SET lease_expires_at = $3::timestamptz
 WHERE id = ANY ($1::bigint[]) AND lease_token = $2::uuid
 RETURNING lease_expires_at

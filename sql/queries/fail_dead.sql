@@ -2,7 +2,7 @@
 -- $1 id bigint, $2 last_error text (already truncated and redacted; NULL keeps the
 -- previous error), $3 reason text, $4 now timestamptz (clock.rs)
 WITH dead AS (
-    DELETE FROM outbox.messages
+    DELETE FROM outbox.side
     WHERE id = $1::bigint
     RETURNING id, topic, key, payload, headers, created_at, attempt, max_attempts, last_error
 )

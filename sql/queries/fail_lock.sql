@@ -3,6 +3,6 @@
 -- Locking here makes the decision in Rust (retry or dead) and step 2 one
 -- atomic change: nobody can claim or finish the row in between.
 SELECT attempt, max_attempts
-FROM outbox.messages
+FROM outbox.side
 WHERE id = $1::bigint AND lease_token = $2::uuid
 FOR UPDATE

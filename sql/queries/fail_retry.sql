@@ -2,7 +2,7 @@
 -- computed and capped in Rust: clock.rs).
 -- $1 id bigint, $2 deliver_at timestamptz, $3 last_error text (already truncated and redacted;
 -- NULL keeps the previous error)
-UPDATE outbox.messages
+UPDATE outbox.side
 SET deliver_at = $2::timestamptz,
     last_error = coalesce($3::text, last_error),
     lease_owner = NULL,

@@ -1,7 +1,7 @@
 -- outbox.release(): hand leased messages back without spending an attempt.
 -- $1 ids bigint[], $2 lease_token uuid
 -- claim() counted the attempt, so release gives it back.
-UPDATE outbox.messages
+UPDATE outbox.side
 SET attempt = greatest(attempt - 1, 0),
     lease_owner = NULL,
     lease_token = NULL,

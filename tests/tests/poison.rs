@@ -150,7 +150,7 @@ async fn store_claim_returns_undecodable_rows_as_undeliverable() {
     let last = enqueue_good(&c, 3, None).await;
     // Factory: headers the extension would refuse, written around it.
     c.execute(
-        "UPDATE outbox.messages SET headers = '{\"n\": 1}' WHERE id = $1",
+        "UPDATE outbox.log SET headers = '{\"n\": 1}' WHERE id = $1",
         &[&headed],
     )
     .await

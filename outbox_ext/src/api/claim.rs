@@ -1,25 +1,52 @@
 //! outbox.claim(): lease a batch of ready messages to one relay.
-//! The query and why it has its shape: sql/queries/claim.sql.
+//!
+//! A claim takes from two places (docs/storage.md, "Claim"): first the side
+//! table (`sql/queries/claim_side.sql`: retries, released, scheduled and
+//! diverted messages, with per-message leases), then the log, one partition
+//! at a time (`claim_log.rs`). Every row of one call shares one lease token.
 
-use super::{INT4, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID};
+use super::{claim_log, rotation, BOOL, INT4, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID};
 use crate::error::{required, OutboxError};
 use crate::plans::Query;
 use crate::rawjsonb::RawJsonb;
-use crate::{clock, gucs, validate};
+use crate::{clock, gucs, validate, xact};
 use pgrx::datum::{Array, DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 
-static CLAIM: Query = Query {
-    sql: include_str!("../../../sql/queries/claim.sql"),
-    args: &[TEXT, INT4, TIMESTAMPTZ, TEXT_ARRAY, UUID, TIMESTAMPTZ],
+static CLAIM_SIDE: Query = Query {
+    sql: include_str!("../../../sql/queries/claim_side.sql"),
+    args: &[TEXT, INT4, TIMESTAMPTZ, TEXT_ARRAY, UUID, TIMESTAMPTZ, BOOL],
 };
 
-/// A call runs the statement again only while every candidate it found had
-/// run out of attempts (and was buried); each round buries at least one
-/// message, so this bounds the work of one call, not its correctness.
+/// A call runs the side-table statement again only while every candidate it
+/// found had run out of attempts (and was buried); each round buries at
+/// least one message, so this bounds the work of one call, not its
+/// correctness.
 const MAX_ROUNDS: usize = 100;
+
+/// One claimed row, in claim()'s column order.
+pub(crate) type Row = (
+    i64,
+    String,
+    Option<String>,
+    RawJsonb,
+    Option<RawJsonb>,
+    i32,
+    Uuid,
+    TimestampWithTimeZone,
+    TimestampWithTimeZone,
+);
+
+/// Who takes the lease of one claim() call, and until when.
+pub(crate) struct Lease<'a> {
+    pub owner: &'a str,
+    pub token: Uuid,
+    pub expires_at: TimestampWithTimeZone,
+    pub now: TimestampWithTimeZone,
+}
 
 /// A fresh random (version 4) UUID for a claim's lease token.
 fn new_token() -> Uuid {
@@ -85,51 +112,94 @@ fn claim(
     if let Some(t) = &topics {
         validate::topics(t.iter().copied()).map_err(OutboxError::from)?;
     }
+    if !xact::read_committed() {
+        return Err(OutboxError::NotReadCommitted.into());
+    }
+    let lease = Lease {
+        owner,
+        token: new_token(),
+        expires_at: lease_end,
+        now,
+    };
+    let wanted = usize::try_from(batch_size).unwrap_or(0);
 
-    let token = new_token();
     let mut rows = Vec::new();
     Spi::connect_mut(|client| -> Result<(), OutboxError> {
-        for _ in 0..MAX_ROUNDS {
-            let args: [DatumWithOid; 6] = [
-                owner.into(),
-                batch_size.into(),
-                lease_end.into(),
-                topics.clone().into(),
-                token.into(),
-                now.into(),
-            ];
-            let buried = CLAIM.run(client, &args, |table| {
-                let mut buried = 0;
-                for row in table {
-                    if row.get::<bool>(1)?.unwrap_or(false) {
-                        buried += 1;
-                        continue;
-                    }
-                    rows.push((
-                        row.get::<i64>(2)?.unwrap_or_default(),
-                        row.get::<String>(3)?.unwrap_or_default(),
-                        row.get::<String>(4)?,
-                        row.get::<RawJsonb>(5)?
-                            .expect("payload is NOT NULL")
-                            .outlive_spi(),
-                        row.get::<RawJsonb>(6)?.map(RawJsonb::outlive_spi),
-                        row.get::<i32>(7)?.unwrap_or_default(),
-                        row.get::<Uuid>(8)?.expect("lease_token is set by claim"),
-                        row.get::<TimestampWithTimeZone>(9)?
-                            .expect("lease_expires_at is set by claim"),
-                        row.get::<TimestampWithTimeZone>(10)?
-                            .expect("created_at is NOT NULL"),
-                    ));
-                }
-                Ok(buried)
-            })?;
-            if buried == 0 || !rows.is_empty() {
-                break;
-            }
+        rotation::maybe_rotate(client)?;
+        // A suspect (its last lease expired) goes out alone.
+        claim_side(client, &lease, batch_size, &topics, true, &mut rows)?;
+        if !rows.is_empty() {
+            return Ok(());
+        }
+        claim_side(client, &lease, batch_size, &topics, false, &mut rows)?;
+        if rows.len() < wanted {
+            let topics: Option<Vec<&str>> = topics
+                .as_ref()
+                .map(|t| t.iter().copied().flatten().collect());
+            claim_log::claim(
+                client,
+                &lease,
+                wanted - rows.len(),
+                topics.as_deref(),
+                &mut rows,
+            )?;
         }
         Ok(())
     })?;
-    // Documented order; the query leaves sorting to us (see claim.sql).
+    // Documented order; the queries leave sorting to us (see claim_side.sql).
     rows.sort_unstable_by_key(|row| row.0);
     Ok(TableIterator::new(rows))
+}
+
+/// The side table's part of a claim: its statement, run again while every
+/// candidate it met was buried (see MAX_ROUNDS).
+fn claim_side(
+    client: &mut SpiClient<'_>,
+    lease: &Lease<'_>,
+    batch_size: i32,
+    topics: &Option<Vec<Option<&str>>>,
+    suspects: bool,
+    rows: &mut Vec<Row>,
+) -> Result<(), OutboxError> {
+    for _ in 0..MAX_ROUNDS {
+        let args: [DatumWithOid; 7] = [
+            lease.owner.into(),
+            batch_size.into(),
+            lease.expires_at.into(),
+            topics.clone().into(),
+            lease.token.into(),
+            lease.now.into(),
+            suspects.into(),
+        ];
+        let before = rows.len();
+        let buried = CLAIM_SIDE.run(client, &args, |table| {
+            let mut buried = 0;
+            for row in table {
+                if row.get::<bool>(1)?.unwrap_or(false) {
+                    buried += 1;
+                    continue;
+                }
+                rows.push((
+                    row.get::<i64>(2)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?,
+                    row.get::<RawJsonb>(5)?
+                        .expect("payload is NOT NULL")
+                        .outlive_spi(),
+                    row.get::<RawJsonb>(6)?.map(RawJsonb::outlive_spi),
+                    row.get::<i32>(7)?.unwrap_or_default(),
+                    row.get::<Uuid>(8)?.expect("lease_token is set by claim"),
+                    row.get::<TimestampWithTimeZone>(9)?
+                        .expect("lease_expires_at is set by claim"),
+                    row.get::<TimestampWithTimeZone>(10)?
+                        .expect("created_at is NOT NULL"),
+                ));
+            }
+            Ok(buried)
+        })?;
+        if buried == 0 || rows.len() > before {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! happens next — retry after a backoff, or dead letter — so every relay, in
 //! any language, follows the same schedule.
 
-use super::{reject_unknown_ids, INT8, TEXT, TIMESTAMPTZ, UUID};
+use super::{detach, reject_unknown_ids, INT8, TEXT, TIMESTAMPTZ, UUID};
 use crate::error::{required, OutboxError};
 use crate::plans::Query;
 use crate::{clock, gucs, redact, validate};
@@ -75,6 +75,10 @@ fn fail(
 
     let outcome = Spi::connect_mut(
         |client| -> Result<(String, Option<i32>, Option<TimestampWithTimeZone>), OutboxError> {
+            // A message of a leased log batch moves to the side table first,
+            // still leased (docs/storage.md, "Settling"): a retry or a dead
+            // letter is decided there, per message, as it always was.
+            detach(client, &[id], token)?;
             let locked = LOCK.run(client, &[id.into(), token.into()], |t| {
                 if t.is_empty() {
                     Ok(None)

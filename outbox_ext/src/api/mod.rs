@@ -2,9 +2,11 @@
 //! `validate`, run a kept plan from `sql/queries/`, shape the result.
 
 pub mod claim;
+mod claim_log;
 pub mod doorbell;
 pub mod enqueue;
 pub mod fail;
+pub mod rotation;
 pub mod settle;
 
 use crate::error::OutboxError;
@@ -13,6 +15,9 @@ use pgrx::datum::Interval;
 use pgrx::spi::SpiClient;
 use pgrx::{PgBuiltInOids, PgOid};
 
+pub(crate) const BOOL: PgOid = PgOid::BuiltIn(PgBuiltInOids::BOOLOID);
+pub(crate) const INT2: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT2OID);
+pub(crate) const INT2_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT2ARRAYOID);
 pub(crate) const INT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4OID);
 pub(crate) const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 pub(crate) const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
@@ -27,6 +32,24 @@ static MAX_ISSUED_ID: Query = Query {
     sql: include_str!("../../../sql/queries/max_issued_id.sql"),
     args: &[],
 };
+
+static DETACH: Query = Query {
+    sql: include_str!("../../../sql/queries/detach.sql"),
+    args: &[INT8_ARRAY, UUID],
+};
+
+/// Move `ids` out of the leased log batches `token` holds into the side
+/// table, still leased to the same token (see sql/queries/detach.sql):
+/// fail, release and a partial extend then work per message there.
+pub(crate) fn detach(
+    client: &mut SpiClient<'_>,
+    ids: &[i64],
+    token: pgrx::Uuid,
+) -> Result<(), OutboxError> {
+    let args: [pgrx::datum::DatumWithOid; 2] = [ids.to_vec().into(), token.into()];
+    DETACH.run(client, &args, |_| Ok(()))?;
+    Ok(())
+}
 
 /// An interval as microseconds, months counted as 30 days (as PostgreSQL's
 /// interval comparison does). Only for durations that are waited, never

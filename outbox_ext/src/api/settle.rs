@@ -1,10 +1,16 @@
-//! complete, release and extend: the guarded one-statement changes a lease
-//! holder makes. Each matches `id AND lease_token`, so a relay whose lease
-//! expired and was re-claimed by another changes nothing; the result says
-//! how many messages it still held (a stale lease is a result, not an error).
+//! complete, release and extend: the guarded changes a lease holder makes.
+//! Each matches `id AND lease_token`, so a relay whose lease expired and was
+//! re-claimed by another changes nothing; the result says how many messages
+//! it still held (a stale lease is a result, not an error).
+//!
+//! A message is in a leased log batch or in the side table
+//! (docs/storage.md, "Settling"). complete settles log batches on their
+//! partition row (one small write per batch), then the side table; release
+//! and a partial extend first move log messages to the side table, still
+//! leased, and then work there per message.
 
 use super::claim::lease_deadline;
-use super::{ids_from, reject_unknown_ids, INT8_ARRAY, TIMESTAMPTZ, UUID};
+use super::{detach, ids_from, reject_unknown_ids, INT8_ARRAY, TIMESTAMPTZ, UUID};
 use crate::error::{required, OutboxError, OutboxResult};
 use crate::plans::Query;
 use pgrx::datum::{Array, DatumWithOid, Interval, TimestampWithTimeZone};
@@ -26,9 +32,33 @@ static EXTEND: Query = Query {
     args: &[INT8_ARRAY, UUID, TIMESTAMPTZ],
 };
 
-/// Run a guarded statement over `ids`; returns the rows it changed and the
-/// first value of its RETURNING column, if any.
+static PARTITION_COMPLETE: Query = Query {
+    sql: include_str!("../../../sql/queries/partition_complete.sql"),
+    args: &[INT8_ARRAY, UUID],
+};
+
+static PARTITION_EXTEND: Query = Query {
+    sql: include_str!("../../../sql/queries/partition_extend.sql"),
+    args: &[INT8_ARRAY, UUID, TIMESTAMPTZ],
+};
+
+/// What a settle call does with the messages of leased log batches before
+/// its side-table statement runs.
+#[derive(Clone, Copy)]
+enum LogStep {
+    /// Settle them on the partition row (complete).
+    Complete,
+    /// Move them to the side table, still leased (release).
+    Detach,
+    /// Extend whole batches on the partition row, detach the rest (extend).
+    Extend,
+}
+
+/// Run a guarded settle over `ids`: the log step, then the side-table
+/// statement; returns how many messages the token held and the first value
+/// of the side statement's RETURNING column (or the extended expiry).
 fn guarded(
+    step: LogStep,
     query: &'static Query,
     ids: Vec<i64>,
     token: Uuid,
@@ -36,11 +66,41 @@ fn guarded(
 ) -> Result<(usize, Option<TimestampWithTimeZone>), OutboxError> {
     let wanted = ids.len();
     Spi::connect_mut(|client| {
-        let mut args: Vec<DatumWithOid> = vec![ids.clone().into(), token.into()];
+        let mut in_log = 0;
+        let mut side_ids = ids.clone();
+        match step {
+            LogStep::Complete => {
+                let args: [DatumWithOid; 2] = [ids.clone().into(), token.into()];
+                in_log = PARTITION_COMPLETE.run(client, &args, |t| {
+                    let mut n = 0;
+                    for row in t {
+                        n += row.get::<i32>(1)?.unwrap_or(0);
+                    }
+                    Ok(n)
+                })?;
+            }
+            LogStep::Detach => detach(client, &ids, token)?,
+            LogStep::Extend => {
+                let lease_end = extra
+                    .ok_or_else(|| OutboxError::Internal("extend without a lease end".into()))?;
+                let args: [DatumWithOid; 3] = [ids.clone().into(), token.into(), lease_end.into()];
+                let covered = PARTITION_EXTEND.run(client, &args, |t| {
+                    let mut covered: Vec<i64> = Vec::new();
+                    for row in t {
+                        covered.extend(row.get::<Vec<i64>>(1)?.unwrap_or_default());
+                    }
+                    Ok(covered)
+                })?;
+                in_log = i32::try_from(covered.len()).unwrap_or(i32::MAX);
+                side_ids.retain(|id| !covered.contains(id));
+                detach(client, &side_ids, token)?;
+            }
+        }
+        let mut args: Vec<DatumWithOid> = vec![side_ids.clone().into(), token.into()];
         if let Some(lease_end) = extra {
             args.push(lease_end.into());
         }
-        let (changed, first) = query.run(client, &args, |t| {
+        let (in_side, first) = query.run(client, &args, |t| {
             let n = t.len();
             let first = if n > 0 && extra.is_some() {
                 t.first().get_one::<TimestampWithTimeZone>()?
@@ -49,9 +109,14 @@ fn guarded(
             };
             Ok((n, first))
         })?;
+        let changed = usize::try_from(in_log).unwrap_or(0) + in_side;
         if changed < wanted {
             reject_unknown_ids(client, &ids)?;
         }
+        let first = match (first, in_log > 0) {
+            (None, true) => extra,
+            (first, _) => first,
+        };
         Ok((changed, first))
     })
 }
@@ -67,7 +132,7 @@ fn guarded(
 fn complete_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool> {
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
-    Ok(guarded(&COMPLETE, vec![id], token, None)?.0 == 1)
+    Ok(guarded(LogStep::Complete, &COMPLETE, vec![id], token, None)?.0 == 1)
 }
 
 /// Mark a claimed batch as delivered. Returns how many of `ids` the token
@@ -81,7 +146,9 @@ fn complete_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool
 fn complete_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>) -> OutboxResult<i32> {
     let ids = ids_from(ids)?;
     let token = required(lease_token, "lease_token")?;
-    Ok(count(guarded(&COMPLETE, ids, token, None)?.0))
+    Ok(count(
+        guarded(LogStep::Complete, &COMPLETE, ids, token, None)?.0,
+    ))
 }
 
 /// Give one leased message back, ready at once, without spending an
@@ -91,7 +158,7 @@ fn complete_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>) -> Outb
 fn release_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool> {
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
-    Ok(guarded(&RELEASE, vec![id], token, None)?.0 == 1)
+    Ok(guarded(LogStep::Detach, &RELEASE, vec![id], token, None)?.0 == 1)
 }
 
 /// Give leased messages back. Returns how many the token still held.
@@ -100,7 +167,9 @@ fn release_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool>
 fn release_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>) -> OutboxResult<i32> {
     let ids = ids_from(ids)?;
     let token = required(lease_token, "lease_token")?;
-    Ok(count(guarded(&RELEASE, ids, token, None)?.0))
+    Ok(count(
+        guarded(LogStep::Detach, &RELEASE, ids, token, None)?.0,
+    ))
 }
 
 /// Keep holding a message for `lease` from now (NULL: `outbox.default_lease`).
@@ -115,7 +184,7 @@ fn extend_one(
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
     let lease_end = lease_deadline(crate::clock::now(), lease)?;
-    Ok(guarded(&EXTEND, vec![id], token, Some(lease_end))?.1)
+    Ok(guarded(LogStep::Extend, &EXTEND, vec![id], token, Some(lease_end))?.1)
 }
 
 /// Extend the lease of several messages. Returns how many the token still held.
@@ -129,7 +198,9 @@ fn extend_many(
     let ids = ids_from(ids)?;
     let token = required(lease_token, "lease_token")?;
     let lease_end = lease_deadline(crate::clock::now(), lease)?;
-    Ok(count(guarded(&EXTEND, ids, token, Some(lease_end))?.0))
+    Ok(count(
+        guarded(LogStep::Extend, &EXTEND, ids, token, Some(lease_end))?.0,
+    ))
 }
 
 fn count(n: usize) -> i32 {

@@ -79,7 +79,20 @@ async fn snapshot_sql(c: &Client) -> (String, String) {
         .collect();
     (
         format!("SELECT concat_ws(',', {})", parts.join(", ")),
-        format!("TRUNCATE {}", tables.join(", ")),
+        // The partitions and segments are the log's bookkeeping, not
+        // messages: they are reset, not emptied (a leased batch of
+        // truncated messages would otherwise hold its partition for the
+        // pool's one-hour lease).
+        format!(
+            "TRUNCATE {}; UPDATE outbox.partitions SET lease_owner = NULL, lease_token = NULL, \
+             lease_expires_at = NULL, batch = '{{}}', cursor_id = batch_end",
+            tables
+                .iter()
+                .filter(|t| !["outbox.partitions", "outbox.segments"].contains(&t.as_str()))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     )
 }
 

@@ -96,21 +96,28 @@ pub async fn count(c: &Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-/// Factory: make the leases of `ids` expire now, as if their relay died.
+/// Factory: make the leases of `ids` expire now, as if their relay died:
+/// per message in the side table, per batch for a leased log batch (a log
+/// batch shares one lease, docs/storage.md).
 pub async fn expire_leases(c: &Client, ids: &[i64]) {
-    c.execute(
-        "UPDATE outbox.messages SET lease_expires_at = statement_timestamp() - interval '1 second' \
+    for sql in [
+        "UPDATE outbox.side SET lease_expires_at = statement_timestamp() - interval '1 second' \
          WHERE id = ANY($1)",
-        &[&ids],
-    )
-    .await
-    .unwrap();
+        "UPDATE outbox.partitions SET lease_expires_at = statement_timestamp() - interval '1 second' \
+         WHERE batch && $1",
+    ] {
+        c.execute(sql, &[&ids]).await.unwrap();
+    }
 }
 
-/// Factory: make every scheduled message (future deliver_at, retries) due now.
+/// Factory: make every scheduled message (future deliver_at, retries) due
+/// now, in the side table and in the log (which the outbox itself never
+/// updates; a test may).
 pub async fn make_due(c: &Client) {
     c.batch_execute(
-        "UPDATE outbox.messages SET deliver_at = statement_timestamp() - interval '1 millisecond' \
+        "UPDATE outbox.side SET deliver_at = statement_timestamp() - interval '1 millisecond' \
+         WHERE deliver_at > statement_timestamp(); \
+         UPDATE outbox.log SET deliver_at = statement_timestamp() - interval '1 millisecond' \
          WHERE deliver_at > statement_timestamp()",
     )
     .await

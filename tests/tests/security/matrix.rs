@@ -42,6 +42,7 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox.requeue_dead_topic(text)", A),
     ("outbox.purge_dead(bigint[])", A),
     ("outbox.purge_dead_topic(text,interval)", A),
+    ("outbox.rotate()", A),
     // Granting: the extension owner and superusers only.
     ("outbox.grant_producer(regrole)", NOBODY),
     ("outbox.grant_relay(regrole)", NOBODY),
@@ -50,6 +51,8 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     // Internals: nobody.
     ("outbox._grant_functions(regrole,text[])", NOBODY),
     ("outbox._max_rows(integer)", NOBODY),
+    ("outbox._next_xid()", NOBODY),
+    ("outbox._rotate()", NOBODY),
     ("outbox._check_dead_ids(bigint[])", NOBODY),
     ("outbox._doorbell()", NOBODY),
     ("outbox._now()", NOBODY),
@@ -68,13 +71,24 @@ pub(crate) const SEQUENCE_PRIVILEGES: &[&str] = &["USAGE", "SELECT", "UPDATE"];
 
 /// Tables, views and sequences: the privileges anyone has (all others: nobody).
 pub(crate) const RELATIONS: &[(&str, &[(&str, u8)])] = &[
+    // The view of every unfinished message, and the tables behind it.
     ("outbox.messages", &[("SELECT", A)]),
     ("outbox.dead_letters", &[("SELECT", A)]),
+    ("outbox.side", &[("SELECT", A)]),
+    ("outbox.log", &[("SELECT", A)]),
+    ("outbox.partitions", &[("SELECT", A)]),
+    ("outbox.segments", &[("SELECT", A)]),
+    // The segments themselves: read through outbox.log only.
+    ("outbox.log_0", &[]),
+    ("outbox.log_1", &[]),
+    ("outbox.log_2", &[]),
     // The doorbell's gate: relays lock it through doorbell_arm (the lock
     // manager, no ACL check), producers through the trigger.
     ("outbox.doorbell_gate", &[]),
-    // Ids are handed out by enqueue (as the owner); nobody reads the sequence.
-    ("outbox.messages_id_seq", &[]),
+    // Ids and the current segment are read by enqueue (as the owner);
+    // nobody reads the sequences.
+    ("outbox.message_id", &[]),
+    ("outbox.log_segment", &[]),
 ];
 
 /// Standalone types, domains and operators: none today. A new one needs a

@@ -44,9 +44,9 @@ async fn a_producer_cannot_read_count_or_claim_any_message_not_even_its_own() {
         format!("SELECT outbox.requeue_dead(ARRAY[{id}]::bigint[])"),
         "SELECT outbox.doorbell_arm()".to_owned(),
         // The id sequence: not even currval after its own enqueue.
-        "SELECT currval('outbox.messages_id_seq')".to_owned(),
-        "SELECT nextval('outbox.messages_id_seq')".to_owned(),
-        "SELECT pg_sequence_last_value('outbox.messages_id_seq')".to_owned(),
+        "SELECT currval('outbox.message_id')".to_owned(),
+        "SELECT nextval('outbox.message_id')".to_owned(),
+        "SELECT pg_sequence_last_value('outbox.message_id')".to_owned(),
     ] {
         expect_code(&p, &sql, DENIED).await;
     }

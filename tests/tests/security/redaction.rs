@@ -184,7 +184,7 @@ async fn stored_errors(su: &Client, input: &str) -> Vec<(&'static str, Option<St
     exec(
         su,
         &format!(
-            "UPDATE outbox.messages SET attempt = max_attempts, deliver_at = now() - interval '1 minute',
+            "UPDATE outbox.side SET attempt = max_attempts, deliver_at = now() - interval '1 minute',
                  lease_token = gen_random_uuid(), lease_owner = 'gone',
                  lease_expires_at = now() - interval '1 second'
              WHERE id = {retry}"

@@ -20,7 +20,7 @@ async fn revoke_all_takes_back_hand_granted_privileges_on_every_object() {
              GRANT EXECUTE ON FUNCTION outbox._check_dead_ids(bigint[]) TO {q};
              GRANT INSERT, DELETE ON outbox.messages TO {q};
              GRANT UPDATE (topic) ON outbox.dead_letters TO {q};
-             GRANT USAGE, UPDATE ON SEQUENCE outbox.messages_id_seq TO {q};"
+             GRANT USAGE, UPDATE ON SEQUENCE outbox.message_id TO {q};"
         ),
     )
     .await;
@@ -59,7 +59,7 @@ async fn revoke_all_takes_back_hand_granted_privileges_on_every_object() {
     // Without USAGE on the schema the role cannot name the sequence, but a
     // sequence reached by OID is checked against its own ACL only.
     let c = db.client_as(&role).await;
-    let oid: u32 = one(&su, "SELECT 'outbox.messages_id_seq'::regclass::oid", &[])
+    let oid: u32 = one(&su, "SELECT 'outbox.message_id'::regclass::oid", &[])
         .await
         .get(0);
     expect_code(

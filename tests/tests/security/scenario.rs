@@ -188,7 +188,7 @@ pub(crate) async fn scenario(su: &Client, a: &Client) {
     .await;
     exec(
         su,
-        "UPDATE outbox.messages SET deliver_at = now() - interval '1 second'",
+        "UPDATE outbox.side SET deliver_at = now() - interval '1 second'",
     )
     .await;
     let l = claim(a, "relay-a", 10).await;

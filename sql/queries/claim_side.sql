@@ -1,8 +1,16 @@
--- outbox.claim(): lease up to $2 ready messages to owner $1 until $3.
+-- outbox.claim(), the side table: lease up to $2 ready messages of
+-- outbox.side to owner $1 until $3. The log's part of a claim is in
+-- claim_partition.sql and window_*.sql; docs/storage.md has the whole claim.
 -- $1 owner text, $2 batch_size integer, $3 lease_expires_at timestamptz, $4 topics text[]
--- (NULL = all), $5 lease_token uuid (one per claim() call), $6 now timestamptz
+-- (NULL = all), $5 lease_token uuid (one per claim() call), $6 now timestamptz,
+-- $7 suspects boolean
 --
 -- Why this shape:
+-- * Suspects ($7 = true) are rows whose previous lease expired: they may be
+--   what killed their relay. api/claim.rs asks for one of them first, and a
+--   claim that gets one returns it alone, so a poison message burns only its
+--   own attempts, not its batch-mates'. Otherwise ($7 = false) suspects are
+--   left out and the batch is the usual one.
 -- * The candidates CTE is MATERIALIZED: `UPDATE ... WHERE id IN (SELECT ...
 --   LIMIT n FOR UPDATE SKIP LOCKED)` may be re-executed by the planner and
 --   lease more than n rows. Materialized, the LIMIT holds.
@@ -10,7 +18,7 @@
 -- * FOR UPDATE re-checks the row at lock time (EvalPlanQual), so a lease that
 --   was extended, or a message completed, after our snapshot is not stolen.
 -- * Per-key FIFO: a keyed message is a candidate only while no older message
---   with the same key is still in outbox.messages (ready, scheduled, retrying
+--   with the same key is still in outbox.side (ready, scheduled, retrying
 --   or leased). Dead letters have left the table, so they do not block.
 -- * The attempt is counted here, at claim, not at fail(): a message that kills
 --   its relay still runs out of attempts. A candidate whose lease expired on
@@ -34,20 +42,21 @@
 --   functions here cannot be shadowed by objects in other schemas.
 WITH candidates AS MATERIALIZED (
     SELECT m.id, m.attempt >= m.max_attempts AS exhausted
-    FROM outbox.messages AS m
+    FROM outbox.side AS m
     WHERE m.deliver_at <= $6::timestamptz
       AND (m.lease_expires_at IS NULL OR m.lease_expires_at <= $6::timestamptz)
+      AND (m.lease_token IS NOT NULL) = $7::boolean
       AND ($4::text[] IS NULL OR m.topic = ANY ($4::text[]))
       AND (m.key IS NULL OR NOT EXISTS (
             SELECT 1
-            FROM outbox.messages AS older
+            FROM outbox.side AS older
             WHERE older.key = m.key AND older.id < m.id))
     ORDER BY m.id
-    LIMIT $2::integer
+    LIMIT CASE WHEN $7::boolean THEN 1 ELSE $2::integer END
     FOR UPDATE OF m SKIP LOCKED
 ),
 dead AS (
-    DELETE FROM outbox.messages AS m
+    DELETE FROM outbox.side AS m
     WHERE m.id = ANY (ARRAY(SELECT c.id FROM candidates AS c WHERE c.exhausted))
     RETURNING m.id, m.topic, m.key, m.payload, m.headers, m.created_at,
               m.attempt, m.max_attempts, m.last_error
@@ -71,7 +80,7 @@ buried AS (
     ) AS e
 ),
 claimed AS (
-    UPDATE outbox.messages AS m
+    UPDATE outbox.side AS m
     SET attempt = m.attempt + 1,
         lease_owner = $1::text,
         lease_token = $5::uuid,

@@ -1,0 +1,47 @@
+//! Rotation of the log's segments (sql/rotation.sql has the rules): claim()
+//! runs it at most once a second per backend, and `outbox.rotate()` runs it
+//! for a scheduler.
+
+use crate::error::OutboxError;
+use crate::plans::Query;
+use crate::xact;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+static ROTATE: Query = Query {
+    sql: "SELECT outbox._rotate()",
+    args: &[],
+};
+
+/// How often one backend's claims look at the segments: the check is a
+/// read of three rows, the interval itself is outbox.rotation_interval.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+thread_local! {
+    static LAST_CHECK: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Run `outbox._rotate()` if this backend has not in the last second.
+pub(crate) fn maybe_rotate(client: &mut SpiClient<'_>) -> Result<(), OutboxError> {
+    let due = LAST_CHECK.with(|last| match last.get() {
+        Some(at) if at.elapsed() < CHECK_EVERY => false,
+        _ => {
+            last.set(Some(Instant::now()));
+            true
+        }
+    });
+    if due {
+        ROTATE.run(client, &[], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
+/// The next transaction id to be assigned (without taking one), as bigint:
+/// the seal of a segment in sql/rotation.sql. Internal.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn _next_xid() -> i64 {
+    i64::try_from(xact::next_xid()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,461 @@
+-- outbox 0.1.0 -> 0.2.0: the insert-only log (docs/storage.md).
+--
+-- Frozen once released, like every install and upgrade script
+-- (docs/upgrading.md). What it does:
+-- * 0.1.0's outbox.messages becomes the side table outbox.side, rows and
+--   leases untouched: every message stays exactly where and as it was, and
+--   a leased one can still be finished with its token.
+-- * Ids move from the identity sequence to outbox.message_id, continuing
+--   where it stopped (a requeued dead letter keeps its id, so ids must never
+--   repeat).
+-- * The log, its partitions and segments are created empty; new enqueues go
+--   there. outbox.messages is now a view of every unfinished message.
+-- * Changed SQL functions are replaced; the Rust functions keep their
+--   signatures (and their C symbols), so only the new one is created.
+-- * Roles granted admin in 0.1.0 get SELECT on the new tables too.
+-- The result equals a fresh 0.2.0 install (tests/tests/upgrade.rs compares
+-- the catalogs).
+
+-- Ids: one sequence for every message, continuing from the identity's.
+CREATE SEQUENCE outbox.message_id AS bigint CACHE 1;
+SELECT pg_catalog.setval('outbox.message_id',
+                         (SELECT s.last_value FROM outbox.messages_id_seq AS s),
+                         (SELECT s.is_called FROM outbox.messages_id_seq AS s));
+ALTER TABLE outbox.messages ALTER COLUMN id DROP IDENTITY;
+
+-- The side table is 0.1.0's messages table.
+ALTER TABLE outbox.messages RENAME TO side;
+ALTER TABLE outbox.side RENAME CONSTRAINT messages_pkey TO side_pkey;
+ALTER INDEX outbox.messages_key_id RENAME TO side_key_id;
+COMMENT ON TABLE outbox.side IS
+    'Unfinished messages off the log''s happy path (retrying, scheduled, released, diverted, requeued), with per-message leases.';
+
+-- The current log segment is log_segment's last_value % 3. A sequence, not a
+-- row, because producers must see a switch at once, whatever their snapshot
+-- (a REPEATABLE READ producer reading a row would keep writing a sealed
+-- segment); see outbox._rotate in rotation.sql.
+CREATE SEQUENCE outbox.log_segment AS bigint MINVALUE 0 START 0 CACHE 1;
+
+-- Why the shape:
+-- * part: hashtextextended(key, 0) (a stable hash) for keyed messages, the id
+--   for keyless ones, modulo the number of partitions; one relay reads a
+--   partition at a time, so a key's messages are read in order.
+-- * xid: the producing transaction, assigned before the id is taken (see
+--   queries/enqueue.sql): windows are "transactions committed between two
+--   snapshots", and the fresh branch's id bound relies on xid-before-id.
+-- * (part, id) serves the window's fresh branch, read in id order;
+--   (part, xid, id) its late branch (transactions open when the window
+--   began), per transaction in id order. No primary key: ids are unique by
+--   the sequence, and nothing looks a row up by id alone.
+CREATE TABLE outbox.log (
+    seg          smallint    NOT NULL,
+    part         smallint    NOT NULL,
+    xid          xid8        NOT NULL,
+    id           bigint      NOT NULL,
+    topic        text        NOT NULL,
+    key          text,
+    payload      jsonb       NOT NULL,
+    headers      jsonb,
+    created_at   timestamptz NOT NULL,
+    deliver_at   timestamptz NOT NULL,
+    max_attempts integer     NOT NULL
+) PARTITION BY LIST (seg);
+
+CREATE TABLE outbox.log_0 PARTITION OF outbox.log FOR VALUES IN (0)
+    WITH (autovacuum_enabled = false);
+CREATE TABLE outbox.log_1 PARTITION OF outbox.log FOR VALUES IN (1)
+    WITH (autovacuum_enabled = false);
+CREATE TABLE outbox.log_2 PARTITION OF outbox.log FOR VALUES IN (2)
+    WITH (autovacuum_enabled = false);
+CREATE INDEX log_part_id ON outbox.log (part, id);
+CREATE INDEX log_part_xid_id ON outbox.log (part, xid, id);
+
+COMMENT ON TABLE outbox.log IS
+    'Every enqueued message, written once; read through outbox.partitions, truncated by segment. Write through outbox.enqueue().';
+
+-- One row per partition: its window, the cursor in it, and at most one
+-- batch lease. See docs/storage.md ("Partitions and windows"). Updated by
+-- every claim and settle, so fillfactor leaves room for HOT updates.
+CREATE TABLE outbox.partitions (
+    part             smallint    NOT NULL,
+    snap_lo          pg_snapshot NOT NULL,
+    snap_hi          pg_snapshot NOT NULL,
+    id_lo            bigint      NOT NULL,
+    xid_lo           xid8        NOT NULL,
+    id_hi            bigint      NOT NULL,
+    late             xid8[]      NOT NULL DEFAULT '{}',
+    next_id_lo       bigint      NOT NULL,
+    next_xid_lo      xid8        NOT NULL,
+    cursor_id        bigint      NOT NULL DEFAULT 0,
+    window_done      boolean     NOT NULL DEFAULT true,
+    lease_owner      text,
+    lease_token      uuid,
+    lease_expires_at timestamptz,
+    batch            bigint[]    NOT NULL DEFAULT '{}',
+    batch_end        bigint      NOT NULL DEFAULT 0,
+    claimed_at       timestamptz,
+    CONSTRAINT partitions_pkey PRIMARY KEY (part),
+    CONSTRAINT part_is_not_negative CHECK (part >= 0),
+    CONSTRAINT partition_lease_token_and_expiry_go_together
+        CHECK ((lease_token IS NULL) = (lease_expires_at IS NULL)),
+    CONSTRAINT partition_batch_is_leased
+        CHECK (cardinality(batch) = 0 OR lease_token IS NOT NULL)
+) WITH (fillfactor = 20);
+
+COMMENT ON TABLE outbox.partitions IS
+    'One row per log partition: its snapshot window, cursor and batch lease (docs/storage.md).';
+
+-- The first window of every partition starts at "nothing committed yet":
+-- '1:1:' sees no transaction, id 0 and xid 0 bound nothing.
+INSERT INTO outbox.partitions (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo)
+SELECT p, '1:1:', '1:1:', 0, '0', 0, 0, '0'
+FROM generate_series(0, 15) AS p;
+
+-- The segments' rotation state. A segment other than the current one is
+-- 'sealed' (with the next xid read after the switch: every transaction that
+-- could still write it has an xid below) until it is truncated ('empty').
+CREATE TABLE outbox.segments (
+    seg        smallint    NOT NULL,
+    state      text        NOT NULL,
+    sealed_xid xid8,
+    since      timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+    CONSTRAINT segments_pkey PRIMARY KEY (seg),
+    CONSTRAINT segment_state_is_known CHECK (state IN ('current', 'sealed', 'empty')),
+    CONSTRAINT sealed_segment_has_xid CHECK ((state = 'sealed') = (sealed_xid IS NOT NULL))
+);
+
+INSERT INTO outbox.segments (seg, state) VALUES (0, 'current'), (1, 'empty'), (2, 'empty');
+
+COMMENT ON TABLE outbox.segments IS
+    'Rotation state of the log segments outbox.log_0 .. log_2 (see outbox.rotate()).';
+
+SELECT pg_catalog.pg_extension_config_dump('outbox.message_id', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.log_0', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.log_1', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.log_2', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.partitions', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.segments', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox.log_segment', '');
+
+-- The next xid without taking one (api/rotation.rs), for rotation's seal.
+CREATE FUNCTION outbox."_next_xid"() RETURNS bigint /* i64 */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_next_xid_wrapper';
+
+-- The doorbell rings for the log too (doorbell.sql).
+CREATE TRIGGER doorbell
+    AFTER INSERT ON outbox.log
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION outbox._doorbell();
+
+-- outbox.messages: every unfinished message, wherever it is (docs/storage.md).
+-- For admins (grant_admin gives SELECT) and tests; relays and producers use
+-- the functions. Not on any hot path: it checks each log row against its
+-- partition's window.
+--
+-- A log row is finished (consumed) when its transaction is visible in its
+-- partition's snap_lo (an earlier window, all handed out), or it is in the
+-- current window at or below batch_end and not in the leased batch (handed
+-- out and settled, or diverted to the side table). Everything else in the
+-- log is unfinished: in the leased batch (leased, attempt 1), or not yet
+-- read (attempt 0). Rows of transactions still running are not visible here
+-- at all, as everywhere.
+CREATE VIEW outbox.messages AS
+SELECT l.id, l.topic, l.key, l.payload, l.headers, l.created_at, l.deliver_at,
+       CASE WHEN l.id = ANY (p.batch) THEN 1 ELSE 0 END AS attempt,
+       l.max_attempts,
+       CASE WHEN l.id = ANY (p.batch) THEN p.lease_owner END AS lease_owner,
+       CASE WHEN l.id = ANY (p.batch) THEN p.lease_token END AS lease_token,
+       CASE WHEN l.id = ANY (p.batch) THEN p.lease_expires_at END AS lease_expires_at,
+       NULL::text AS last_error,
+       'log'::text AS place
+FROM outbox.log AS l
+JOIN outbox.partitions AS p ON p.part = l.part
+WHERE NOT pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_lo)
+  AND NOT (pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_hi)
+           AND l.id <= p.batch_end
+           AND l.id <> ALL (p.batch))
+UNION ALL
+SELECT s.id, s.topic, s.key, s.payload, s.headers, s.created_at, s.deliver_at, s.attempt,
+       s.max_attempts, s.lease_owner, s.lease_token, s.lease_expires_at, s.last_error,
+       'side'::text
+FROM outbox.side AS s;
+
+COMMENT ON VIEW outbox.messages IS
+    'Every unfinished message (ready, scheduled, retrying, leased), in the log or the side table. For looking, not writing.';
+
+-- Rotation: the log's three segments (outbox.log_0 .. log_2) take writes in
+-- turn and are emptied whole with TRUNCATE, so consumed messages leave
+-- without a DELETE per message and without autovacuum (docs/storage.md,
+-- "Rotation"). The segment producers write is outbox.log_segment's
+-- last_value % 3: a sequence, so a switch is seen at once by every producer,
+-- whatever its snapshot.
+--
+-- Why the rules:
+-- * Seal after the switch: the switch bumps the sequence first and reads the
+--   next xid after. A producer takes its xid before it reads the segment
+--   (queries/enqueue.sql), so every transaction that can still write the old
+--   segment has an xid below the seal.
+-- * Truncate a sealed segment once (1) no transaction below the seal is still
+--   running, and (2) every partition's window began after they all ended
+--   (pg_snapshot_xmin(snap_lo) >= seal): everything they committed was in an
+--   earlier window, and a partition opens a window only after the last
+--   one's batch was settled or moved to the side table. Nothing in the
+--   segment can still be handed out.
+-- * The sequence is the truth about which segment is current: a switch whose
+--   transaction rolled back still moved producers (sequences are not
+--   transactional), so the first step re-reads it and seals whatever
+--   producers left.
+-- * TRUNCATE needs an ACCESS EXCLUSIVE lock on that segment only; producers
+--   write another one and never wait. Claims reading the log do wait, so the
+--   lock is tried for at most 50 ms and rotation tries again later rather
+--   than queue claims behind it.
+CREATE FUNCTION outbox._rotate() RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur smallint;
+    seg record;
+    now_ timestamptz := outbox._now();
+    every interval := current_setting('outbox.rotation_interval')::interval;
+    caller_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+    -- Serialise rotations on segment 0's row; a claim that finds one
+    -- running just goes on.
+    PERFORM 1 FROM outbox.segments AS g WHERE g.seg = 0 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT (s.last_value % 3)::smallint INTO cur FROM outbox.log_segment AS s;
+    UPDATE outbox.segments AS g
+    SET state = 'sealed', sealed_xid = outbox._next_xid()::text::xid8, since = now_
+    WHERE g.state = 'current' AND g.seg <> cur;
+    UPDATE outbox.segments AS g
+    SET state = 'current', sealed_xid = NULL, since = now_
+    WHERE g.seg = cur AND g.state <> 'current';
+
+    FOR seg IN SELECT g.seg, g.sealed_xid FROM outbox.segments AS g WHERE g.state = 'sealed' ORDER BY g.seg
+    LOOP
+        CONTINUE WHEN pg_snapshot_xmin(pg_current_snapshot()) < seg.sealed_xid;
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM outbox.partitions AS p WHERE pg_snapshot_xmin(p.snap_lo) < seg.sealed_xid);
+        BEGIN
+            PERFORM set_config('lock_timeout', '50ms', true);
+            EXECUTE format('LOCK TABLE outbox.%I IN ACCESS EXCLUSIVE MODE', 'log_' || seg.seg);
+            EXECUTE format('TRUNCATE outbox.%I', 'log_' || seg.seg);
+            UPDATE outbox.segments AS g
+            SET state = 'empty', sealed_xid = NULL, since = now_
+            WHERE g.seg = seg.seg;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL; -- busy: the next rotation tries again
+        END;
+        PERFORM set_config('lock_timeout', caller_lock_timeout, true);
+    END LOOP;
+
+    IF EXISTS (SELECT 1 FROM outbox.segments AS g
+               WHERE g.seg = cur AND g.since <= now_ - every)
+       AND EXISTS (SELECT 1 FROM outbox.segments AS g
+                   WHERE g.seg = (cur + 1) % 3 AND g.state = 'empty')
+    THEN
+        PERFORM nextval('outbox.log_segment');
+        UPDATE outbox.segments AS g
+        SET state = 'sealed', sealed_xid = outbox._next_xid()::text::xid8, since = now_
+        WHERE g.seg = cur;
+        UPDATE outbox.segments AS g
+        SET state = 'current', since = now_
+        WHERE g.seg = (cur + 1) % 3;
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION outbox.rotate() RETURNS TABLE (seg smallint, state text, since timestamptz, messages bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM outbox._rotate();
+    RETURN QUERY
+        SELECT g.seg, g.state, g.since,
+               (SELECT count(*) FROM outbox.log AS l WHERE l.seg = g.seg)
+        FROM outbox.segments AS g
+        ORDER BY g.seg;
+END;
+$$;
+
+COMMENT ON FUNCTION outbox.rotate() IS
+    'Switch and truncate log segments now if they are due (claim() does this by itself), and show each segment''s state and size.';
+
+-- Functions whose SQL changed (admin.sql, grants.sql).
+CREATE OR REPLACE FUNCTION outbox.stats()
+RETURNS TABLE (
+    topic              text,
+    ready              bigint,
+    blocked            bigint,
+    scheduled          bigint,
+    leased             bigint,
+    dead               bigint,
+    oldest_ready_age   interval
+)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH live AS (
+        SELECT m.topic,
+               m.lease_expires_at > (SELECT outbox._now()) AS leased,
+               m.deliver_at > (SELECT outbox._now())
+                   AND NOT coalesce(m.lease_expires_at > (SELECT outbox._now()), false) AS scheduled,
+               -- Ready since it was due, but never before it was enqueued
+               -- (a deliver_at in the past does not count as lag).
+               greatest(m.deliver_at, m.created_at) AS ready_since,
+               -- Behind an older message of its key (a window function, not
+               -- a probe per row: outbox.messages is a view over two places).
+               m.key IS NOT NULL AND m.id > min(m.id) OVER (PARTITION BY m.key) AS behind_older
+        FROM outbox.messages AS m
+    ),
+    per_topic AS (
+        SELECT l.topic,
+               count(*) FILTER (WHERE l.leased IS NOT TRUE AND NOT l.scheduled) AS ready,
+               count(*) FILTER (WHERE l.leased IS NOT TRUE AND NOT l.scheduled AND l.behind_older) AS blocked,
+               count(*) FILTER (WHERE l.scheduled) AS scheduled,
+               count(*) FILTER (WHERE l.leased) AS leased,
+               min(l.ready_since) FILTER (WHERE l.leased IS NOT TRUE AND NOT l.scheduled) AS oldest_ready
+        FROM live AS l
+        GROUP BY l.topic
+    ),
+    dead AS (
+        SELECT d.topic, count(*) AS dead FROM outbox.dead_letters AS d GROUP BY d.topic
+    )
+    SELECT coalesce(p.topic, d.topic),
+           coalesce(p.ready, 0), coalesce(p.blocked, 0), coalesce(p.scheduled, 0),
+           coalesce(p.leased, 0), coalesce(d.dead, 0),
+           (SELECT outbox._now()) - p.oldest_ready
+    FROM per_topic AS p
+    FULL JOIN dead AS d ON d.topic = p.topic
+    ORDER BY 1
+$$;
+
+CREATE OR REPLACE FUNCTION outbox.blocked_keys(max_rows integer DEFAULT 100)
+RETURNS TABLE (
+    topic           text,
+    key             text,
+    head_id         bigint,
+    head_state      text,
+    head_attempt    integer,
+    head_due_at     timestamptz,
+    head_last_error text,
+    waiting         bigint
+)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH m AS MATERIALIZED (
+        SELECT * FROM outbox.messages AS m WHERE m.key IS NOT NULL
+    ),
+    keyed AS (
+        SELECT m.key, count(*) - 1 AS waiting, min(m.id) AS head_id
+        FROM m
+        GROUP BY m.key
+        HAVING count(*) > 1
+    )
+    SELECT h.topic, k.key, h.id,
+           CASE
+               WHEN h.lease_expires_at > (SELECT outbox._now()) THEN 'leased'
+               WHEN h.deliver_at > (SELECT outbox._now()) AND h.attempt > 0 THEN 'retrying'
+               WHEN h.deliver_at > (SELECT outbox._now()) THEN 'scheduled'
+               ELSE 'ready'
+           END,
+           h.attempt, h.deliver_at, h.last_error, k.waiting
+    FROM keyed AS k
+    JOIN m AS h ON h.id = k.head_id
+    ORDER BY k.waiting DESC, h.id
+    LIMIT outbox._max_rows(max_rows)
+$$;
+
+CREATE OR REPLACE FUNCTION outbox.requeue_dead(ids bigint[]) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    PERFORM outbox._check_dead_ids(ids);
+    -- The message keeps its id (consumers deduplicate on it) and so its place
+    -- in its key's order; it starts over with a fresh set of attempts.
+    WITH revived AS (
+        DELETE FROM outbox.dead_letters AS d WHERE d.id = ANY (ids) RETURNING d.*
+    ),
+    back AS (
+        INSERT INTO outbox.side
+            (id, topic, key, payload, headers, created_at, deliver_at, attempt, max_attempts, last_error)
+        SELECT r.id, r.topic, r.key, r.payload, r.headers, r.created_at, (SELECT outbox._now()),
+               0, r.max_attempts, r.last_error
+        FROM revived AS r
+        RETURNING 1
+    )
+    SELECT count(*) INTO n FROM back;
+    RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION outbox.grant_admin(role regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM outbox._grant_functions(role, ARRAY[
+        'enqueue', 'enqueue_batch',
+        'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
+        'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
+        'blocked_keys', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic',
+        'rotate']);
+    EXECUTE format('GRANT SELECT ON outbox.messages, outbox.dead_letters, outbox.side, outbox.log,'
+                   ' outbox.partitions, outbox.segments TO %s', role);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION outbox.revoke_all(role regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an existing role name, e.g. ''app_writer''.';
+    END IF;
+    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA outbox FROM %s', role);
+    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM %s', role);
+    -- Tables do not cover sequences: a hand-granted USAGE on message_id
+    -- would survive, and setval() by oid needs no schema USAGE.
+    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA outbox FROM %s', role);
+    EXECUTE format('REVOKE ALL ON SCHEMA outbox FROM %s', role);
+END;
+$$;
+
+-- PUBLIC gets nothing of the new objects (grants.sql).
+REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA outbox FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox."_next_xid"() FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox._rotate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox.rotate() FROM PUBLIC;
+
+-- Admins of 0.1.0 (grant_admin gave them SELECT on dead_letters) keep
+-- seeing everything: the new tables and rotate() as grant_admin gives them
+-- now.
+DO $$
+DECLARE
+    r regrole;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT a.grantee::regrole
+        FROM pg_catalog.pg_class AS c,
+             LATERAL pg_catalog.aclexplode(c.relacl) AS a
+        WHERE c.oid = 'outbox.dead_letters'::regclass AND a.privilege_type = 'SELECT'
+          AND a.grantee <> c.relowner AND a.grantee <> 0
+    LOOP
+        PERFORM outbox.grant_admin(r);
+    END LOOP;
+END;
+$$;

@@ -1,0 +1,31 @@
+-- outbox.complete(), the log: settle messages of leased log batches.
+-- $1 ids bigint[], $2 lease_token uuid
+--
+-- Why this shape:
+-- * Completing a whole batch is this one UPDATE of one small row per
+--   partition: nothing is written per message (the log is never touched).
+-- * The token is the fence: a stale token matches no partition.
+-- * o locks the rows first (FOR UPDATE re-reads the latest version), so the
+--   count of settled ids and the new batch come from one state.
+-- * When the batch is empty the cursor moves to batch_end and the lease
+--   ends.
+WITH o AS (
+    SELECT p.part, p.batch, p.batch_end
+    FROM outbox.partitions AS p
+    WHERE p.lease_token = $2::uuid AND p.batch && $1::bigint[]
+    FOR UPDATE
+),
+left_over AS (
+    SELECT o.part, o.batch_end, cardinality(o.batch) AS before,
+           ARRAY(SELECT b FROM unnest(o.batch) AS b WHERE b <> ALL ($1::bigint[]) ORDER BY b) AS rest
+    FROM o
+)
+UPDATE outbox.partitions AS p
+SET batch = r.rest,
+    cursor_id = CASE WHEN cardinality(r.rest) = 0 THEN r.batch_end ELSE p.cursor_id END,
+    lease_owner = CASE WHEN cardinality(r.rest) = 0 THEN NULL ELSE p.lease_owner END,
+    lease_token = CASE WHEN cardinality(r.rest) = 0 THEN NULL ELSE p.lease_token END,
+    lease_expires_at = CASE WHEN cardinality(r.rest) = 0 THEN NULL ELSE p.lease_expires_at END
+FROM left_over AS r
+WHERE p.part = r.part
+RETURNING (r.before - cardinality(r.rest))::integer AS settled

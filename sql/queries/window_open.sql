@@ -1,0 +1,40 @@
+-- outbox.claim(), the log: open a partition's next window.
+-- $1 part smallint, $2 id issued before $3 was read (bigint), $3 the next
+-- xid, read without taking one (bigint: pgrx has no xid8)
+--
+-- Why this shape (docs/storage.md, "Partitions and windows"):
+-- * The new window is (old snap_hi, this statement's snapshot]. Its lower
+--   bounds (id_lo, xid_lo) are the $2/$3 the previous opening read just
+--   before its snapshot; this opening's $2/$3 are kept for the next one.
+--   Rust reads $2 and then $3 before this statement starts, so both come
+--   before the snapshot it takes.
+-- * id_hi is read during the statement, so after its snapshot: every
+--   message visible in the snapshot has an id at most that.
+-- * late: the transactions that had their xid before xid_lo and were not
+--   visible in snap_lo (in its xip list, or at or above its xmax: xmax is
+--   "latest completed + 1", not "next to assign") and are visible now. Their
+--   messages can have any id, so the window reads them by xid.
+-- * pg_current_snapshot() is the statement's snapshot: claim() runs only
+--   at READ COMMITTED, where each statement takes a fresh one.
+UPDATE outbox.partitions AS p
+SET snap_lo = p.snap_hi,
+    id_lo = p.next_id_lo,
+    xid_lo = p.next_xid_lo,
+    snap_hi = s.snap,
+    id_hi = (SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END FROM outbox.message_id AS q),
+    late = ARRAY(
+        SELECT c.x
+        FROM (SELECT pg_catalog.pg_snapshot_xip(p.snap_hi) AS x
+              UNION
+              SELECT g::text::xid8
+              FROM generate_series(pg_catalog.pg_snapshot_xmax(p.snap_hi)::text::bigint,
+                                   p.next_xid_lo::text::bigint - 1) AS g) AS c
+        WHERE pg_catalog.pg_visible_in_snapshot(c.x, s.snap)
+        ORDER BY c.x),
+    next_id_lo = $2::bigint,
+    next_xid_lo = $3::bigint::text::xid8,
+    cursor_id = 0,
+    batch_end = 0,
+    window_done = false
+FROM (SELECT pg_catalog.pg_current_snapshot() AS snap) AS s
+WHERE p.part = $1::smallint
