@@ -112,9 +112,15 @@ line(line) AS (
     FROM ext
     UNION ALL
     -- pg_extension_config_dump registrations: pg_dump dumps these tables' rows.
+    -- An entry whose relation was dropped (an upgrade dropped a member
+    -- without ALTER EXTENSION ... DROP first) prints without its oid, so two
+    -- such installs still compare equal to each other, and not to a fresh one.
     SELECT pg_catalog.format('extension config-dump: %s where %L',
-                             c.cfg::pg_catalog.regclass, c.cond)
+                             coalesce(r.oid::pg_catalog.regclass::text,
+                                      'a relation that no longer exists'),
+                             c.cond)
     FROM ext, unnest(ext.extconfig, ext.extcondition) AS c(cfg, cond)
+    LEFT JOIN pg_catalog.pg_class AS r ON r.oid = c.cfg
     UNION ALL
     SELECT 'member: ' || pg_catalog.pg_describe_object(m.classid, m.objid, m.objsubid)
     FROM member AS m

@@ -66,22 +66,24 @@ async fn roles_granted_under_0_1_0_still_do_their_jobs_after_the_upgrade() {
     let producer = role_with_job(&db, &c, "p", "grant_producer").await;
     let relay = role_with_job(&db, &c, "r", "grant_relay").await;
     let admin = role_with_job(&db, &c, "a", "grant_admin").await;
+    let side = seed::oid_of(&c, "outbox.messages").await;
     upgrade(&c, &target).await;
 
     let p = db.client_as(&producer).await;
     let id = crate::calls::enqueue(&p, "orders", "from-old-producer", None).await;
+    let side = seed::name_of(&c, side, "outbox.messages").await;
     let in_side_table: bool = expect_ok(
         c.query_one(
-            "SELECT EXISTS (SELECT FROM outbox.messages WHERE id = $1)",
+            &format!("SELECT EXISTS (SELECT FROM {side} WHERE id = $1)"),
             &[&id],
         )
         .await,
-        "looking in outbox.messages",
+        "looking in the side table",
     )
     .get(0);
     assert!(
         !in_side_table,
-        "a fresh enqueue after the upgrade went to the side table, not the log"
+        "message {id}, enqueued after the upgrade, went to the side table {side}, not the log"
     );
     let log: Option<String> = expect_ok(
         c.query_one("SELECT to_regclass('outbox.log')::text", &[])
