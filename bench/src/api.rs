@@ -4,7 +4,7 @@
 //! chosen `fail`. Only documented functions are called, so the statements
 //! work against every storage version.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 use tokio_postgres::{Client, Statement};
 
@@ -121,19 +121,14 @@ impl Api {
     }
 }
 
-/// Put the outbox back to empty between workloads: the side table is
+/// Put the outbox back to empty between workloads: its message tables are
 /// truncated (that also drops retrying heads that no claim would hand out
-/// soon), then whatever is left elsewhere (a log, in storage 0.2.0) is
-/// drained through the API.
+/// soon), then anything a claim still hands out is drained through the API.
 pub async fn reset_outbox(admin: &Client) -> Result<()> {
-    admin
-        .batch_execute("TRUNCATE outbox.messages")
-        .await
-        .context("emptying outbox.messages")?;
+    crate::footprint::empty_outbox(admin, &[]).await?;
     let api = Api::new(admin).await?;
     api.drain_ready(admin).await?;
-    for sql in ["VACUUM ANALYZE outbox.messages", "CHECKPOINT"] {
-        admin.batch_execute(sql).await?;
-    }
+    crate::footprint::vacuum_outbox(admin, &[]).await?;
+    admin.batch_execute("CHECKPOINT").await?;
     Ok(())
 }

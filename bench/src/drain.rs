@@ -102,14 +102,8 @@ pub async fn prefill(admin: &Client, slice: i64) -> Result<()> {
 /// Between runs: vacuum what the last run left dead, and checkpoint, so no
 /// run pays for another's leftovers.
 pub async fn settle(admin: &Client) -> Result<()> {
-    // One statement per call: VACUUM refuses to run in the implicit
-    // transaction of a multi-statement query.
-    for sql in [
-        "VACUUM ANALYZE bench.raw_messages, outbox.messages, pgmq.q_bench",
-        "CHECKPOINT",
-    ] {
-        admin.batch_execute(sql).await?;
-    }
+    crate::footprint::vacuum_outbox(admin, &["bench.raw_messages", "pgmq.q_bench"]).await?;
+    admin.batch_execute("CHECKPOINT").await?;
     Ok(())
 }
 

@@ -1,17 +1,20 @@
 //! What the outbox occupies on disk and how many dead row versions it
-//! carries, over every table that holds messages or their leases.
+//! carries, over every table that holds messages or their leases; and the
+//! housekeeping between runs that has to name those tables (emptying them,
+//! vacuuming them, switching the doorbell trigger off and on).
 //!
 //! The tables are found at run time, because storage changes between
-//! versions: 0.1.0 has `outbox.messages` only; 0.2.0 adds the log
-//! (`outbox.log`, its segments `outbox.log_N` as inheritance children or
-//! partitions) and `outbox.partitions`. A table that does not exist simply
-//! contributes nothing, so the same binary measures either version. This is
-//! the one place the benchmark looks at the extension's tables by name; every
-//! workload itself goes through the SQL API.
+//! versions: 0.1.0 has the table `outbox.messages` only; 0.2.0 has the log
+//! (`outbox.log`, its segments `outbox.log_N` as partitions or inheritance
+//! children), `outbox.partitions`, and the side table (`outbox.side`, with
+//! `outbox.messages` now a view over both). A table that does not exist
+//! simply contributes nothing, so the same binary measures either version.
+//! This is the one place the benchmark looks at the extension's tables by
+//! name; every workload itself goes through the SQL API.
 //!
 //! Depth comes from `outbox.stats()` (the API), not from counting a table.
 
-use anyhow::Result;
+use anyhow::{ensure, Context, Result};
 use serde_json::{json, Map, Value};
 use tokio_postgres::Client;
 
@@ -26,11 +29,89 @@ FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'outbox'
 LEFT JOIN pg_catalog.pg_stat_user_tables AS s ON s.relid = c.oid
 WHERE c.relkind IN ('r', 'p')
-  AND (c.relname IN ('messages', 'partitions', 'log')
+  AND (c.relname IN ('messages', 'side', 'partitions', 'log')
        OR c.relname LIKE 'log\\_%'
        OR c.oid IN (SELECT i.inhrelid FROM pg_catalog.pg_inherits AS i
                     WHERE i.inhparent = pg_catalog.to_regclass('outbox.log')))
 ORDER BY 1";
+
+/// The tables that hold messages themselves (not their leases): emptied
+/// between runs. The log's parent is enough: TRUNCATE goes down to its
+/// segments.
+const MESSAGE_TABLES: &str = "
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'outbox'
+WHERE c.relkind IN ('r', 'p') AND c.relname IN ('messages', 'side', 'log')
+ORDER BY 1";
+
+/// Plain tables of the outbox (not partitioned parents): what VACUUM takes.
+const VACUUM_TABLES: &str = "
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'outbox'
+WHERE c.relkind = 'r'
+ORDER BY 1";
+
+/// The tables carrying the doorbell trigger.
+const DOORBELL_TABLES: &str = "
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+FROM pg_catalog.pg_trigger AS t
+JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'outbox'
+WHERE t.tgname = 'doorbell' AND NOT t.tgisinternal AND t.tgparentid = 0
+ORDER BY 1";
+
+async fn names(admin: &Client, sql: &str) -> Result<Vec<String>> {
+    Ok(admin
+        .query(sql, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Empty every table that holds messages, and `also` (bench tables), in
+/// one TRUNCATE. Only between runs, while no relay holds a lease: the
+/// partitions' cursors stay where they are, and the ids issued next are all
+/// above them.
+pub async fn empty_outbox(admin: &Client, also: &[&str]) -> Result<()> {
+    let mut tables = names(admin, MESSAGE_TABLES).await?;
+    ensure!(!tables.is_empty(), "found no outbox table to empty");
+    tables.extend(also.iter().map(|t| (*t).to_owned()));
+    admin
+        .batch_execute(&format!("TRUNCATE {}", tables.join(", ")))
+        .await
+        .with_context(|| format!("TRUNCATE {}", tables.join(", ")))
+}
+
+/// VACUUM ANALYZE every outbox table and `also`.
+pub async fn vacuum_outbox(admin: &Client, also: &[&str]) -> Result<()> {
+    let mut tables = names(admin, VACUUM_TABLES).await?;
+    tables.extend(also.iter().map(|t| (*t).to_owned()));
+    // One statement per call: VACUUM refuses to run in the implicit
+    // transaction of a multi-statement query.
+    admin
+        .batch_execute(&format!("VACUUM ANALYZE {}", tables.join(", ")))
+        .await
+        .context("VACUUM ANALYZE of the outbox")
+}
+
+/// Switch the doorbell trigger off or on, wherever the extension put it.
+pub async fn set_doorbell(admin: &Client, enabled: bool) -> Result<()> {
+    let tables = names(admin, DOORBELL_TABLES).await?;
+    ensure!(
+        !tables.is_empty(),
+        "found no doorbell trigger in schema outbox"
+    );
+    let how = if enabled { "ENABLE" } else { "DISABLE" };
+    for t in tables {
+        admin
+            .batch_execute(&format!("ALTER TABLE {t} {how} TRIGGER doorbell"))
+            .await?;
+    }
+    Ok(())
+}
 
 /// Unfinished messages in every state, from the API.
 const DEPTH: &str =

@@ -54,6 +54,10 @@ struct Args {
     /// own without w1.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Workload>,
+    /// Create the outbox extension at this version (e.g. 0.1.0, to compare
+    /// storages with one installed build); default: the installed default.
+    #[arg(long)]
+    outbox_version: Option<String>,
 }
 
 /// The workloads `--only` can pick.
@@ -110,7 +114,7 @@ const QUICK: Plan = Plan {
     saturated: Duration::from_secs(6),
     held: Duration::from_secs(15),
     writer: Duration::from_secs(15),
-    failure_slice: 10_000,
+    failure_slice: 40_000,
     claim_cost: claim_cost::Budget {
         claims: 30,
         depths: &[10_000, 100_000],
@@ -128,7 +132,7 @@ const FULL: Plan = Plan {
     held: Duration::from_secs(180),
     // The middle third: the 30 s hold issue #9 asks for.
     writer: Duration::from_secs(90),
-    failure_slice: 100_000,
+    failure_slice: 300_000,
     claim_cost: claim_cost::Budget {
         claims: 200,
         depths: &[10_000, 100_000, 1_000_000],
@@ -183,7 +187,7 @@ async fn bench(
     drop(admin);
     let db = cluster.config("bench");
     let admin = load::connect(&db).await?;
-    peers::install(cluster, &admin).await?;
+    peers::install(cluster, &admin, args.outbox_version.as_deref()).await?;
     let info = system_info::collect(&admin).await?;
 
     let picked = |w: Workload| args.only.is_empty() || args.only.contains(&w);

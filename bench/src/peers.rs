@@ -6,12 +6,27 @@ use crate::ops::{System, SCHEMA};
 use anyhow::{Context, Result};
 use tokio_postgres::Client;
 
-/// Create the database's extensions, the peers' queues and the raw tables.
-pub async fn install(cluster: &Cluster, client: &Client) -> Result<()> {
+/// Create the database's extensions (the outbox at `outbox_version`, or
+/// the installed default), the peers' queues and the raw tables.
+pub async fn install(
+    cluster: &Cluster,
+    client: &Client,
+    outbox_version: Option<&str>,
+) -> Result<()> {
+    let create = match outbox_version {
+        None => "CREATE EXTENSION outbox".to_owned(),
+        Some(v) => {
+            anyhow::ensure!(
+                !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'),
+                "--outbox-version {v:?}: expected a version such as 0.1.0"
+            );
+            format!("CREATE EXTENSION outbox VERSION '{v}'")
+        }
+    };
     client
-        .batch_execute("CREATE EXTENSION outbox")
+        .batch_execute(&create)
         .await
-        .context("CREATE EXTENSION outbox (is it installed? `make test` installs it)")?;
+        .with_context(|| format!("{create} (is it installed? `make test` installs it)"))?;
     client.batch_execute("CREATE EXTENSION pgq").await.context(
         "CREATE EXTENSION pgq (package postgresql-15-pgq3; scripts/bench.sh installs it)",
     )?;
@@ -57,7 +72,11 @@ pub async fn versions(client: &Client) -> Result<Vec<(String, String)>> {
 pub async fn reset(client: &Client, system: System) -> Result<()> {
     let sql = match system {
         System::Raw => "TRUNCATE bench.raw_messages, bench.orders",
-        System::Outbox => "TRUNCATE outbox.messages, bench.orders",
+        System::Outbox => {
+            return crate::footprint::empty_outbox(client, &["bench.orders"])
+                .await
+                .context("resetting outbox");
+        }
         System::Pgq => {
             "SELECT pgq.drop_queue(queue_name, true) FROM pgq.queue WHERE queue_name = 'bench';
              SELECT pgq.create_queue('bench');

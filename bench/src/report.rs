@@ -111,7 +111,33 @@ impl Report {
             );
         }
 
-        s += "\n## W0 ceilings and W1 enqueue (messages/s)\n\n";
+        let ran = |workload: &str| {
+            self.results
+                .all
+                .iter()
+                .any(|m| m.workload.contains(workload))
+        };
+        if ran("W1") {
+            s += &self.produce_markdown();
+        }
+        if ran("W2") {
+            s += &self.drain_markdown();
+        }
+        if !self.steady.is_empty() {
+            s += &self.steady_markdown();
+        }
+        if let Some(w6) = &self.failures {
+            s += &crate::failures::markdown(w6);
+        }
+        if let Some(w7) = &self.claim_cost {
+            s += &crate::claim_cost::markdown(w7);
+        }
+        s += &self.reading_and_settings();
+        s
+    }
+
+    fn produce_markdown(&self) -> String {
+        let mut s = String::from("\n## W0 ceilings and W1 enqueue (messages/s)\n\n");
         let _ = writeln!(
             s,
             "`pg_test_fsync` fdatasync (one 8 kB write): **{:.0} ops/s**.\n",
@@ -148,7 +174,11 @@ impl Report {
             self.cell(Outbox, "doorbell_asleep", MID_CLIENTS, 1)
         );
 
-        s += "\n## W2 drain of a pre-filled backlog (messages/s)\n\n";
+        s
+    }
+
+    fn drain_markdown(&self) -> String {
+        let mut s = String::from("\n## W2 drain of a pre-filled backlog (messages/s)\n\n");
         let _ = writeln!(
             s,
             "{} messages per configuration, one backlog of {} per system drained slice by slice \
@@ -170,7 +200,11 @@ impl Report {
             );
         }
 
-        s += "\n## W3 steady state, W4 held snapshot, W5 open writer\n\n";
+        s
+    }
+
+    fn steady_markdown(&self) -> String {
+        let mut s = String::from("\n## W3 steady state, W4 held snapshot, W5 open writer\n\n");
         s += "Producers commit one `outbox.enqueue` per transaction at a fraction of the best W1 \
               enqueue rate; the relay (batch 100, 2 workers, doorbell on) publishes to a recorder. \
               Latency runs from the producer's commit returning to the publisher receiving the message.\n\n";
@@ -218,13 +252,12 @@ impl Report {
             }
         }
 
-        if let Some(w6) = &self.failures {
-            s += &crate::failures::markdown(w6);
-        }
-        if let Some(w7) = &self.claim_cost {
-            s += &crate::claim_cost::markdown(w7);
-        }
-        s += "\n## How to read this\n\n\
+        s
+    }
+
+    fn reading_and_settings(&self) -> String {
+        let i = &self.info;
+        let mut s = String::from("\n## How to read this\n\n\
               * Raw PostgreSQL is the ceiling, not a competitor: a plain table of the outbox \
               table's shape, written with one INSERT and drained with one `DELETE ... FOR UPDATE \
               SKIP LOCKED` per batch, with no leases, retries, ordering or fencing.\n\
@@ -239,7 +272,8 @@ impl Report {
               the ringing; W3 measures that case.\n\
               * The quick plan shortens W3-W7 to seconds to fit in about four minutes; its \
               latency, dead-tuple and claim-cost figures are indicative only. The full plan runs \
-              each W3 load for five minutes and holds W5's open transaction for 30 s.\n";
+              each W3 load for five minutes and holds W5's open transaction for 30 s.\n",
+        );
         s += "\n## PostgreSQL settings that differ from the defaults\n\n| setting | value | source |\n|---|---|---|\n";
         for st in i["settings"].as_array().into_iter().flatten() {
             let _ = writeln!(

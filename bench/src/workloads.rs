@@ -83,13 +83,9 @@ pub async fn produce(
         }
         // Doorbell: "busy" (installed, no relay asleep) is the single-write
         // figure above; here the trigger disabled, and a relay asleep.
-        admin
-            .batch_execute("ALTER TABLE outbox.messages DISABLE TRIGGER doorbell")
-            .await?;
+        crate::footprint::set_doorbell(admin, false).await?;
         let off = timed(admin, mid, System::Outbox, Write::Single, &payload, plan).await;
-        admin
-            .batch_execute("ALTER TABLE outbox.messages ENABLE TRIGGER doorbell")
-            .await?;
+        crate::footprint::set_doorbell(admin, true).await?;
         let off = off?;
         let armed: String = doorbell_relay
             .query_one("SELECT outbox.doorbell_arm()", &[])
