@@ -6,9 +6,22 @@ use crate::calls::{batch_of, claimed, drain, enqueue, labels, sorted, stored, St
 use crate::seed::{self, EXPIRED_TOKEN, LEASED_TOKEN};
 use crate::{db_at_version, expect_ok, upgrade, upgrade_target, FIRST_RELEASE};
 
-/// Two hours in milliseconds: past every due time the seed set (1 hour, 30
-/// minutes ahead) and past the leases `calls::claim` takes (10 minutes).
+/// Past the retry the seed set (30 minutes ahead), before its scheduled
+/// messages (an hour ahead), and past the leases `calls::claim` takes
+/// (10 minutes), which `calls::drain` completes anyway.
+const FORTY_FIVE_MINUTES_MS: i64 = 45 * 60 * 1000;
+/// Past every due time the seed set.
 const TWO_HOURS_MS: i64 = 2 * 60 * 60 * 1000;
+
+/// Runs the outbox's clock `ms` ahead of real time in this session
+/// (`outbox.test_clock_offset`, superusers only).
+async fn set_clock(c: &outbox_tests::tokio_postgres::Client, ms: i64) {
+    expect_ok(
+        c.batch_execute(&format!("SET outbox.test_clock_offset = {ms}"))
+            .await,
+        "SET outbox.test_clock_offset",
+    );
+}
 
 /// Every 0.1.0 column of every message and dead letter is the same after
 /// the upgrade (ids, topics, keys, payloads, headers, created_at, due
@@ -199,36 +212,38 @@ async fn messages_from_0_1_0_are_delivered_after_the_upgrade() {
          upgrade ({behind_leased:?})"
     );
 
-    // Scheduled and retrying: move the clock past their due times.
-    expect_ok(
-        c.batch_execute(&format!("SET outbox.test_clock_offset = {TWO_HOURS_MS}"))
-            .await,
-        "SET outbox.test_clock_offset",
-    );
-    let later = drain(&c, "relay-new").await;
+    // Retrying (due in 30 minutes), then scheduled (due in an hour): move
+    // the clock instead of waiting.
+    set_clock(&c, FORTY_FIVE_MINUTES_MS).await;
+    let retried = drain(&c, "relay-new").await;
     assert_eq!(
-        labels(&later),
+        labels(&retried),
+        sorted(&["retrying", "new-behind-retrying"]),
+        "claimed 45 minutes later"
+    );
+    assert!(
+        batch_of(&retried, "retrying") < batch_of(&retried, "new-behind-retrying"),
+        "per-key order on cust-retry ({retried:?})"
+    );
+    assert_eq!(
+        claimed(&retried, "retrying").attempt,
+        3,
+        "the retrying message had 2 attempts under 0.1.0"
+    );
+    set_clock(&c, TWO_HOURS_MS).await;
+    let scheduled = drain(&c, "relay-new").await;
+    assert_eq!(
+        labels(&scheduled),
         sorted(&[
             "scheduled-keyless",
             "scheduled-keyed",
-            "retrying",
-            "new-behind-scheduled",
-            "new-behind-retrying",
+            "new-behind-scheduled"
         ]),
         "claimed two hours later"
     );
     assert!(
-        batch_of(&later, "scheduled-keyed") < batch_of(&later, "new-behind-scheduled"),
-        "per-key order on cust-sched ({later:?})"
-    );
-    assert!(
-        batch_of(&later, "retrying") < batch_of(&later, "new-behind-retrying"),
-        "per-key order on cust-retry ({later:?})"
-    );
-    assert_eq!(
-        claimed(&later, "retrying").attempt,
-        3,
-        "the retrying message had 2 attempts under 0.1.0"
+        batch_of(&scheduled, "scheduled-keyed") < batch_of(&scheduled, "new-behind-scheduled"),
+        "per-key order on cust-sched ({scheduled:?})"
     );
     let side_now = seed::name_of(&c, side, "outbox.messages").await;
     let left: i64 = expect_ok(
