@@ -20,6 +20,7 @@
 mod calls;
 mod catalog;
 mod diff;
+mod dump;
 mod roles;
 mod scripts;
 mod seed;
