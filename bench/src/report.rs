@@ -308,7 +308,8 @@ impl Report {
     fn tables_markdown(&self) -> String {
         let mut s = String::from(
             "\nDead tuples and sizes above add up every table of the outbox found at run time \
-             (`outbox.messages`, the log and its segments `outbox.log_*`, `outbox.partitions`; a \
+             (0.1.0: the table `outbox.messages`; 0.2.0: the side table `outbox.side`, the log \
+             `outbox.log` and its segments `outbox.log_*`, `outbox.partitions`; a \
              table that does not exist counts nothing). Per table, each column's peak:\n\n\
              | run | table | dead tuples max | table max | index max |\n|---|---|---:|---:|---:|\n",
         );
