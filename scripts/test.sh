@@ -59,5 +59,6 @@ step "cargo test (client, integration tests)"
 # Deliberate word splitting: TEST_ARGS is a command-line fragment.
 read -r -a extra_args <<<"${TEST_ARGS:-}"
 cargo test "${PLAIN_PACKAGES[@]}" "${extra_args[@]}"
+cargo test -p outbox-protocol-model --release -- --nocapture # exhaustive protocol model, docs/model/README.md
 
 step "all checks passed"

@@ -1,0 +1,312 @@
+//! The model's configuration and state: the log, the partition rows, the side
+//! table, producers, relays, rotation, and the ghost variables the properties
+//! read (what was handed out, delivered, dead-lettered; what went wrong).
+
+use crate::pg::{Pg, Snapshot, Xid};
+
+/// Which read rule a claim uses. `Design` is storage.md; the others are the
+/// traps the prototype found, kept as negative controls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Windows, two branches split at `xid_lo`, merged by id.
+    Design,
+    /// Control (a): no windows, a plain "committed and id > cursor" read.
+    IdCursor,
+    /// Control (b): the design's windows, but handed out in (xid, id) order.
+    XidOrder,
+    /// Control (c): the branches split at `xmax(snap_lo)` instead of `xid_lo`.
+    XmaxBound,
+}
+
+/// Where storage.md as written and the fixes this model proposes differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fixes {
+    /// The claim's "may have work" probe also looks at xids `>= xmax(snap_hi)`
+    /// (as written it looks at ids above `id_hi` and at `xip(snap_hi)` only).
+    pub probe_above_xmax: bool,
+    /// The rotation seal's next xid is read after the switch has committed
+    /// (as written it is read "at that moment", inside the switching
+    /// transaction, before producers can see the new segment).
+    pub seal_after_commit: bool,
+}
+
+impl Fixes {
+    pub const AS_WRITTEN: Fixes = Fixes {
+        probe_above_xmax: false,
+        seal_after_commit: false,
+    };
+    pub const PROPOSED: Fixes = Fixes {
+        probe_above_xmax: true,
+        seal_after_commit: true,
+    };
+}
+
+/// The bounds and the rules.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// One entry per producer transaction: the keys of the messages it
+    /// enqueues, in order (`None` = keyless).
+    pub txns: Vec<Vec<Option<u8>>>,
+    /// Which transactions may abort (bit per index); the others commit.
+    /// Aborts multiply the interleavings, and one aborting transaction is
+    /// enough to check "nothing phantom" and an abort moving `xmax`.
+    pub abortable: u8,
+    pub relays: u8,
+    /// Relays may crash (forget their lease). With two relays this adds
+    /// little: a relay that settles late, with a stale token, leaves the rows
+    /// as a crashed one would, and the other relay does the work meanwhile.
+    pub crashes: bool,
+    pub partitions: u8,
+    /// 0 = no rotation (one segment for ever); otherwise 2 or 3.
+    pub segments: u8,
+    pub batch_size: u8,
+    pub max_attempts: u8,
+    pub variant: Variant,
+    pub fixes: Fixes,
+}
+
+impl Config {
+    /// `hashtextextended(key) % P` for a keyed message, `id % P` otherwise;
+    /// the hash is the identity here (which key lands where does not matter,
+    /// only that a key always lands in the same partition).
+    pub fn part_of(&self, key: Option<u8>, id: u8) -> u8 {
+        key.unwrap_or(id) % self.partitions
+    }
+}
+
+/// A row of `outbox.log_N`. Never updated; removed only by TRUNCATE.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Row {
+    pub id: u8,
+    pub part: u8,
+    pub xid: Xid,
+    pub key: Option<u8>,
+    pub seg: u8,
+}
+
+/// A cursor position. The design orders a window by id, so the first field is
+/// always 0; control (b) orders by (xid, id).
+pub type Pos = (u8, u8);
+
+/// A partition's batch lease (the lease columns of `outbox.partitions`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub token: u8,
+    /// "Time passed": the lease is over, but nothing was written.
+    pub expired: bool,
+    pub batch: Vec<u8>,
+    pub batch_end: Pos,
+    /// Ghost: the relay the claim was made for (1-based), to check fencing
+    /// independently of the tokens.
+    pub holder: u8,
+}
+
+/// A row of `outbox.partitions`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Part {
+    pub snap_lo: Snapshot,
+    pub snap_hi: Snapshot,
+    pub xid_lo: Xid,
+    pub id_lo: u8,
+    pub id_hi: u8,
+    pub cursor: Pos,
+    /// I and X of the last opening, which become `id_lo`/`xid_lo` of the next.
+    pub next_id_lo: u8,
+    pub next_xid_lo: Xid,
+    pub lease: Option<Lease>,
+    /// `FOR UPDATE` held by a claim in progress.
+    pub locked: bool,
+}
+
+/// A row of `outbox.messages` (the side table), reduced to what ordering,
+/// fencing and attempts need.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Side {
+    pub id: u8,
+    pub key: Option<u8>,
+    /// 0 = no lease.
+    pub token: u8,
+    pub expired: bool,
+    pub attempt: u8,
+    /// Ghost: see `Lease::holder`.
+    pub holder: u8,
+}
+
+/// A producer transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Prod {
+    /// 0 until the transaction has its xid.
+    pub xid: Xid,
+    pub sent: u8,
+    /// The segment read from `outbox.rotation` for the next insert.
+    pub seg: Option<u8>,
+    pub done: bool,
+}
+
+/// What a relay believes it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Held {
+    Nothing,
+    Batch { part: u8, token: u8, ids: Vec<u8> },
+    Side { id: u8, token: u8 },
+}
+
+/// A partition claim between its statements.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Claim {
+    pub part: u8,
+    pub phase: Phase,
+    pub i: u8,
+    pub x: Xid,
+    pub s: Snapshot,
+}
+
+/// The next statement of a window opening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// I was read with the lock; next: X.
+    ReadX,
+    /// Next: the snapshot S.
+    TakeSnapshot,
+    /// Next: J, then the read and the lease (one commit).
+    ReadWindow,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Relay {
+    pub held: Held,
+    pub claim: Option<Claim>,
+}
+
+/// A segment's seal: transactions below it may have written the segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Seal {
+    /// Current, or truncated since it was left.
+    None,
+    /// Left by a committed switch whose seal is not read yet (fix only).
+    Pending,
+    At(Xid),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Rotation {
+    /// The committed current segment (what producers read).
+    pub cur: u8,
+    /// A switch made but not committed: (new segment, seal read in it).
+    pub switching: Option<(u8, Option<Xid>)>,
+    pub seals: Vec<Seal>,
+}
+
+/// Ghost per message, indexed by `id - 1`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Ghost {
+    pub xid: Xid,
+    pub key: Option<u8>,
+    /// Messages of the same key that had committed when this one was
+    /// enqueued (bit per id): they must be finished before it is handed out.
+    pub preds: u16,
+    pub handed: bool,
+    pub delivered: bool,
+    pub dead: bool,
+    /// Copied out of the log (to the side table or completed from a batch):
+    /// the log row is no longer needed.
+    pub left_log: bool,
+}
+
+/// Safety violations, recorded by the transition that commits them.
+pub const PHANTOM: u8 = 1;
+pub const STALE: u8 = 2;
+pub const CAUSAL: u8 = 4;
+pub const DROPPED: u8 = 8;
+
+/// Things that happened at least once, for "the check is not vacuous".
+pub const SEEN_LATE: u8 = 1;
+pub const SEEN_MOVED: u8 = 2;
+pub const SEEN_DIVERT: u8 = 4;
+pub const SEEN_STALE_SETTLE: u8 = 8;
+pub const SEEN_TRUNCATE: u8 = 16;
+pub const SEEN_DEAD: u8 = 32;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    pub pg: Pg,
+    pub prods: Vec<Prod>,
+    pub log: Vec<Row>,
+    pub msgs: Vec<Ghost>,
+    pub parts: Vec<Part>,
+    pub side: Vec<Side>,
+    pub relays: Vec<Relay>,
+    pub rot: Rotation,
+    pub next_token: u8,
+    pub violations: u8,
+    pub seen: u8,
+}
+
+impl State {
+    pub fn initial(cfg: &Config) -> State {
+        let pg = Pg::default();
+        // The log starts empty: every partition's first window is (S0, S0].
+        let s0 = pg.snapshot();
+        let part = Part {
+            snap_lo: s0,
+            snap_hi: s0,
+            xid_lo: pg.next_xid,
+            id_lo: 0,
+            id_hi: 0,
+            cursor: (0, 0),
+            next_id_lo: 0,
+            next_xid_lo: pg.next_xid,
+            lease: None,
+            locked: false,
+        };
+        State {
+            pg,
+            prods: vec![
+                Prod {
+                    xid: 0,
+                    sent: 0,
+                    seg: None,
+                    done: false,
+                };
+                cfg.txns.len()
+            ],
+            log: Vec::new(),
+            msgs: Vec::new(),
+            parts: vec![part; usize::from(cfg.partitions)],
+            side: Vec::new(),
+            relays: vec![
+                Relay {
+                    held: Held::Nothing,
+                    claim: None,
+                };
+                usize::from(cfg.relays)
+            ],
+            rot: Rotation {
+                cur: 0,
+                switching: None,
+                seals: vec![Seal::None; usize::from(cfg.segments.max(1))],
+            },
+            next_token: 1,
+            violations: 0,
+            seen: 0,
+        }
+    }
+
+    pub fn ghost(&self, id: u8) -> &Ghost {
+        &self.msgs[usize::from(id) - 1]
+    }
+
+    pub fn ghost_mut(&mut self, id: u8) -> &mut Ghost {
+        &mut self.msgs[usize::from(id) - 1]
+    }
+
+    pub fn row(&self, id: u8) -> Option<&Row> {
+        self.log.iter().find(|r| r.id == id)
+    }
+
+    pub fn fresh_token(&mut self) -> u8 {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+}
