@@ -7,15 +7,19 @@
 //! - roles granted under 0.1.0 still do their jobs ([`roles`]);
 //! - the upgraded objects equal a fresh install's ([`catalog`]);
 //! - the frozen install scripts in `sql/` are installed and the current
-//!   `outbox.so` still exports every C symbol they name ([`scripts`]).
+//!   `outbox.so` still exports every C symbol they name ([`scripts`]);
+//! - a 0.1.0 backup restores on the new version, and a backup of the new
+//!   version restores and delivers, in the same and in another cluster
+//!   ([`dump`]).
 //!
 //! The release discipline behind it is in `docs/upgrading.md`. Tests that
 //! need a version after 0.1.0 fail, with a message saying so, until the
 //! extension's version has been bumped and installed: an upgrade test that
 //! passes without an upgrade would prove nothing.
 //!
-//! One binary, the harness's shared cluster; each test gets its own
-//! databases.
+//! One binary on the harness's shared cluster, each test with databases of
+//! its own; the cross-cluster restore also starts a private cluster. The
+//! harness stops both when the binary exits.
 
 mod calls;
 mod catalog;
