@@ -17,5 +17,6 @@ mod producer_view;
 mod redaction;
 mod revoke;
 mod scenario;
+mod scenario_rotation;
 mod settings;
 mod shadowing;

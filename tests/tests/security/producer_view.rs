@@ -31,6 +31,15 @@ async fn a_producer_cannot_read_count_or_claim_any_message_not_even_its_own() {
     .get(0);
     for sql in [
         format!("SELECT payload FROM outbox.messages WHERE id = {id}"),
+        // The tables behind the view: the log (and each segment, where the
+        // message really is), the side table, the windows and leases.
+        format!("SELECT payload FROM outbox.log WHERE id = {id}"),
+        format!("SELECT payload FROM outbox.log_0 WHERE id = {id}"),
+        format!("SELECT payload FROM outbox.log_1 WHERE id = {id}"),
+        format!("SELECT payload FROM outbox.log_2 WHERE id = {id}"),
+        "SELECT count(*) FROM outbox.side".to_owned(),
+        "SELECT count(*) FROM outbox.partitions".to_owned(),
+        "SELECT count(*) FROM outbox.segments".to_owned(),
         "SELECT count(*) FROM outbox.dead_letters".to_owned(),
         "SELECT count(*) FROM outbox.doorbell_gate".to_owned(),
         "SELECT * FROM outbox.claim('p', 1)".to_owned(),
@@ -43,22 +52,35 @@ async fn a_producer_cannot_read_count_or_claim_any_message_not_even_its_own() {
         format!("SELECT outbox.extend({id}, gen_random_uuid())"),
         format!("SELECT outbox.requeue_dead(ARRAY[{id}]::bigint[])"),
         "SELECT outbox.doorbell_arm()".to_owned(),
-        // The id sequence: not even currval after its own enqueue.
+        "SELECT * FROM outbox.rotate()".to_owned(),
+        "SELECT outbox._rotate()".to_owned(),
+        "SELECT outbox._next_xid()".to_owned(),
+        // The id sequence: not even currval after its own enqueue; nor the
+        // current segment's.
         "SELECT currval('outbox.message_id')".to_owned(),
         "SELECT nextval('outbox.message_id')".to_owned(),
         "SELECT pg_sequence_last_value('outbox.message_id')".to_owned(),
+        "SELECT currval('outbox.log_segment')".to_owned(),
+        "SELECT nextval('outbox.log_segment')".to_owned(),
+        "SELECT pg_sequence_last_value('outbox.log_segment')".to_owned(),
     ] {
         expect_code(&p, &sql, DENIED).await;
     }
-    let last: Option<i64> = one(
+    let last: Vec<(String, Option<i64>)> = rows(
         &p,
-        "SELECT last_value FROM pg_sequences WHERE schemaname = 'outbox' AND sequencename = 'messages_id_seq'",
+        "SELECT sequencename::text, last_value FROM pg_sequences WHERE schemaname = 'outbox' ORDER BY 1",
         &[],
     )
     .await
-    .get(0);
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
     assert_eq!(
-        last, None,
+        last,
+        [
+            ("log_segment".to_owned(), None),
+            ("message_id".to_owned(), None)
+        ],
         "pg_sequences shows the last id only to roles with a privilege on it"
     );
 }
@@ -85,58 +107,101 @@ async fn ids_tell_a_producer_how_many_messages_others_enqueued_in_between() {
     );
 }
 
+/// The log segment (`outbox.log_N`) that message `id` is stored in.
+async fn segment_of(su: &Client, id: i64) -> String {
+    one(
+        su,
+        "SELECT tableoid::regclass::text FROM outbox.log WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .get(0)
+}
+
 #[tokio::test]
 async fn statistics_show_a_producer_volume_and_size_but_no_values() {
     let db = TestDb::new().await;
     let su = db.client().await;
     let roles = Roles::create(&db).await;
     let p = db.client_as(roles.name(Role::Producer)).await;
+    let relay = db.client_as(roles.name(Role::Relay)).await;
+    // 40 messages in the log; a claim moves the 20 scheduled ones (enqueued
+    // first, so it meets them first whatever partitions the keys hash to)
+    // to the side table: both places hold topics, keys and payloads.
     exec(
         &su,
-        "SELECT outbox.enqueue('secret-topic', '{}', key => 'secret-key') FROM generate_series(1, 20);
-         ANALYZE outbox.messages",
+        "SELECT outbox.enqueue('secret-later', '{\"secret\": 2}', key => 'secret-later-key',
+                               deliver_at => now() + interval '1 day')
+         FROM generate_series(1, 20)",
     )
     .await;
-    // Cumulative statistics are readable by everyone (PostgreSQL's
-    // pg_stat_* views); they arrive within a few seconds of the commit.
-    wait_until(MUST_HAPPEN, || async {
-        let r = one(
-            &p,
-            "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'outbox.messages'::regclass",
-            &[],
-        )
-        .await;
-        r.get::<_, i64>(0) >= 20
-    })
-    .await;
-    let size: i64 = one(&p, "SELECT pg_relation_size('outbox.messages')", &[])
-        .await
-        .get(0);
-    assert!(size > 0, "pg_relation_size works for a producer");
-    let tuples: f32 = one(
-        &p,
-        "SELECT reltuples FROM pg_class WHERE oid = 'outbox.messages'::regclass",
+    let first: i64 = one(
+        &su,
+        "SELECT min(outbox.enqueue('secret-topic', '{\"secret\": 1}', key => 'secret-key'))
+         FROM generate_series(1, 20)",
         &[],
     )
     .await
     .get(0);
+    wait_until(MUST_HAPPEN, || async {
+        exec(&su, "SELECT * FROM outbox.claim('stats', 1)").await;
+        one(&su, "SELECT count(*) FROM outbox.side", &[])
+            .await
+            .get::<_, i64>(0)
+            == 20
+    })
+    .await;
+    exec(&su, "ANALYZE outbox.log, outbox.side").await;
+    let segment = segment_of(&su, first).await;
+    for (table, inserted) in [(segment.as_str(), 20), ("outbox.side", 20)] {
+        // Cumulative statistics are readable by everyone (PostgreSQL's
+        // pg_stat_* views); they arrive within a few seconds of the commit.
+        wait_until(MUST_HAPPEN, || async {
+            let r = one(
+                &p,
+                "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = $1::text::regclass",
+                &[&table],
+            )
+            .await;
+            r.get::<_, i64>(0) >= inserted
+        })
+        .await;
+        let size: i64 = one(&p, "SELECT pg_relation_size($1::text::regclass)", &[&table])
+            .await
+            .get(0);
+        assert!(size > 0, "pg_relation_size({table}) works for a producer");
+    }
+    let tuples: f32 = one(
+        &p,
+        "SELECT reltuples FROM pg_class WHERE oid = $1::text::regclass",
+        &[&segment],
+    )
+    .await
+    .get(0);
     assert_eq!(
-        tuples, 20.0,
-        "pg_class.reltuples is the row count at the last ANALYZE"
+        tuples, 40.0,
+        "pg_class.reltuples of {segment} is the row count at the last ANALYZE"
     );
-    // Column statistics (most common topics and keys) are filtered by
-    // column privilege: the superuser sees them, the producer does not.
-    let sql =
-        "SELECT count(*) FROM pg_stats WHERE schemaname = 'outbox' AND tablename = 'messages'";
-    assert!(
-        one(&su, sql, &[]).await.get::<_, i64>(0) > 0,
-        "ANALYZE made column statistics"
-    );
-    assert_eq!(
-        one(&p, sql, &[]).await.get::<_, i64>(0),
-        0,
-        "a producer sees no column statistics"
-    );
+    // Column statistics (most common topics, keys and payloads) are
+    // filtered by column privilege: the superuser sees them, for the log,
+    // its segment and the side table; a producer and a relay see none.
+    let sql = "SELECT count(*) FROM pg_stats WHERE schemaname = 'outbox' AND tablename = $1";
+    for table in ["log", segment.trim_start_matches("outbox."), "side"] {
+        assert!(
+            one(&su, sql, &[&table]).await.get::<_, i64>(0) > 0,
+            "ANALYZE made column statistics of outbox.{table}"
+        );
+    }
+    let leak = "SELECT count(*) FROM pg_stats WHERE schemaname = 'outbox'
+                   OR most_common_vals::text ~ 'secret-(key|later|topic)'
+                   OR histogram_bounds::text ~ 'secret-(key|later|topic)'";
+    for (who, c) in [("a producer", &p), ("a relay", &relay)] {
+        assert_eq!(
+            one(c, leak, &[]).await.get::<_, i64>(0),
+            0,
+            "{who} sees no column statistics"
+        );
+    }
 }
 
 #[tokio::test]
@@ -191,10 +256,23 @@ async fn a_producer_sees_other_sessions_and_their_locks_but_not_their_statements
         .await
         .get(0);
     assert_eq!(sleeping, Some(vec![pid(&relay).await]), "the armed relay");
-    let writing: Option<Vec<i32>> = one(&p, lock, &[&"outbox.messages", &"RowExclusiveLock"])
-        .await
-        .get(0);
-    assert_eq!(writing, Some(vec![other_pid]), "the open enqueue");
+    // The log and the segment the enqueue writes (outbox.messages is a view
+    // now; nothing locks it).
+    let segment: String = one(
+        &su,
+        "SELECT 'outbox.log_' || (last_value % 3) FROM outbox.log_segment",
+        &[],
+    )
+    .await
+    .get(0);
+    for table in ["outbox.log", segment.as_str()] {
+        let writing: Option<Vec<i32>> = one(&p, lock, &[&table, &"RowExclusiveLock"]).await.get(0);
+        assert_eq!(
+            writing,
+            Some(vec![other_pid]),
+            "the open enqueue, on {table}"
+        );
+    }
     exec(&other, "ROLLBACK").await;
     assert!(one(&relay, "SELECT outbox.doorbell_disarm()", &[])
         .await

@@ -16,9 +16,12 @@ const SETTINGS: &[(&str, &str)] = &[
     ("outbox.retry_cap", "user"),
     ("outbox.retry_jitter", "user"),
     ("outbox.default_lease", "user"),
-    // Limits and the clock: superusers only.
+    // Limits, the clock and the log's storage: superusers only.
     ("outbox.max_payload_bytes", "superuser"),
     ("outbox.test_clock_offset", "superuser"),
+    // Every claim in the cluster rotates by it: a role setting it to 1 s in
+    // its own session would make its claims truncate segments for everyone.
+    ("outbox.rotation_interval", "superuser"),
 ];
 
 #[tokio::test]
@@ -68,7 +71,7 @@ async fn created_within_a_minute(su: &outbox_tests::tokio_postgres::Client, id: 
 }
 
 #[tokio::test]
-async fn no_role_but_a_superuser_can_move_the_clock_or_lift_the_payload_limit() {
+async fn no_role_but_a_superuser_can_move_the_clock_lift_the_payload_limit_or_change_rotation() {
     let db = TestDb::new().await;
     let roles = Roles::create(&db).await;
     for (role, load) in [
@@ -82,7 +85,9 @@ async fn no_role_but_a_superuser_can_move_the_clock_or_lift_the_payload_limit() 
         for sql in [
             "SET outbox.test_clock_offset = '1d'",
             "SET outbox.max_payload_bytes = '1GB'",
+            "SET outbox.rotation_interval = '1s'",
             "SELECT set_config('outbox.test_clock_offset', '86400000', false)",
+            "SELECT set_config('outbox.rotation_interval', '1000', false)",
         ] {
             expect_code(&c, sql, DENIED).await;
         }
@@ -99,7 +104,11 @@ async fn a_placeholder_set_before_the_library_loads_does_not_move_the_clock() {
     // SET before any outbox C function ran in this session: PostgreSQL keeps
     // it as a placeholder and checks it when the library defines the setting.
     let c = db.client_as(producer).await;
-    exec(&c, "SET outbox.test_clock_offset = '86400000'").await;
+    exec(
+        &c,
+        "SET outbox.test_clock_offset = '86400000'; SET outbox.rotation_interval = '1000'",
+    )
+    .await;
     let id: i64 = one(&c, "SELECT outbox.enqueue('orders', '{}')", &[])
         .await
         .get(0);
@@ -117,6 +126,17 @@ async fn a_placeholder_set_before_the_library_loads_does_not_move_the_clock() {
     assert_eq!(
         now, "0",
         "the placeholder was dropped when the library loaded"
+    );
+    let every: String = one(
+        &c,
+        "SELECT current_setting('outbox.rotation_interval')",
+        &[],
+    )
+    .await
+    .get(0);
+    assert_eq!(
+        every, "1min",
+        "the rotation placeholder was dropped when the library loaded"
     );
 
     // The same through the startup packet (PGOPTIONS).

@@ -37,6 +37,10 @@ const SCENARIO_COVERS: &[&str] = &[
     "requeue_dead_topic",
     "purge_dead",
     "purge_dead_topic",
+    // scenario_rotation.rs: report, switch and truncate.
+    "rotate",
+    // Internal (nobody may EXECUTE it): run by rotate() and by every claim.
+    "_rotate",
 ];
 
 /// Operators to plant: (operator, left, right, result).
@@ -60,6 +64,9 @@ const COMPARED_TYPES: &[&str] = &[
     "interval",
     "boolean",
     "jsonb",
+    // The log's partition and segment numbers, and its transaction ids.
+    "smallint",
+    "xid8",
 ];
 const COMPARISONS: &[&str] = &["=", "<>", "<", "<=", ">", ">="];
 
@@ -79,6 +86,17 @@ const FUNCTIONS: &[(&str, &str, &str)] = &[
     ("pg_notify", "text, text", "void"),
     ("lower", "text", "text"),
     ("length", "text", "integer"),
+    // What the log, its windows and rotation use.
+    ("hashtextextended", "text, bigint", "bigint"),
+    ("pg_current_xact_id", "", "xid8"),
+    ("pg_current_snapshot", "", "pg_snapshot"),
+    ("pg_snapshot_xmin", "pg_snapshot", "xid8"),
+    ("pg_snapshot_xmax", "pg_snapshot", "xid8"),
+    ("pg_visible_in_snapshot", "xid8, pg_snapshot", "boolean"),
+    ("current_setting", "text", "text"),
+    ("set_config", "text, text, boolean", "text"),
+    ("format", "text, text", "text"),
+    ("cardinality", "bigint[]", "integer"),
 ];
 
 /// Relations the functions name (always schema-qualified, which is what
@@ -87,7 +105,18 @@ const RELATIONS: &[&str] = &[
     "messages",
     "dead_letters",
     "doorbell_gate",
+    // 0.1.0's id sequence, gone since 0.2.0 (an unqualified name left over
+    // from it would find the plant).
     "messages_id_seq",
+    "message_id",
+    "log",
+    "log_0",
+    "log_1",
+    "log_2",
+    "log_segment",
+    "side",
+    "partitions",
+    "segments",
 ];
 
 /// Type names that are not SQL keywords, so a domain can shadow them.
@@ -100,6 +129,9 @@ const DOMAINS: &[&str] = &[
     "int4",
     "bool",
     "regclass",
+    "int2",
+    "xid8",
+    "pg_snapshot",
 ];
 
 /// DDL that plants every hostile object in schema `s` (`evil` or `pg_temp`).
@@ -226,14 +258,12 @@ async fn every_security_definer_function_is_in_the_shadowing_scenario() {
     );
 }
 
-#[tokio::test]
-async fn objects_in_a_schema_first_on_the_path_change_nothing() {
-    let db = TestDb::new().await;
-    let su = db.client().await;
-    let roles = Roles::create(&db).await;
+/// An admin session whose search_path puts schema `evil`, full of planted
+/// objects, first.
+async fn poisoned_path(db: &TestDb, su: &Client, roles: &Roles) -> Client {
     let attacker_role = roles.name(Role::Admin);
     exec(
-        &su,
+        su,
         &format!(
             "CREATE SCHEMA evil AUTHORIZATION {}",
             quote_ident(attacker_role)
@@ -243,7 +273,27 @@ async fn objects_in_a_schema_first_on_the_path_change_nothing() {
     let attacker = db.client_as(attacker_role).await;
     exec(&attacker, &plant("evil")).await;
     exec(&attacker, "SET search_path = evil, pg_catalog, pg_temp").await;
-    planted_objects_catch_an_unpinned_function(&su, &attacker, "1::bigint = 2::bigint").await;
+    planted_objects_catch_an_unpinned_function(su, &attacker, "1::bigint = 2::bigint").await;
+    attacker
+}
+
+/// An admin session with the planted objects in its own pg_temp.
+async fn poisoned_pg_temp(db: &TestDb, su: &Client, roles: &Roles) -> Client {
+    let attacker = db.client_as(roles.name(Role::Admin)).await;
+    // A role needs TEMP on the database, which PUBLIC has by default.
+    exec(&attacker, &plant("pg_temp")).await;
+    exec(&attacker, "SET search_path = pg_temp, pg_catalog").await;
+    planted_objects_catch_an_unpinned_function(su, &attacker, "EXISTS (SELECT 1 FROM messages)")
+        .await;
+    attacker
+}
+
+#[tokio::test]
+async fn objects_in_a_schema_first_on_the_path_change_nothing() {
+    let db = TestDb::new().await;
+    let su = db.client().await;
+    let roles = Roles::create(&db).await;
+    let attacker = poisoned_path(&db, &su, &roles).await;
     crate::scenario::scenario(&su, &attacker).await;
 }
 
@@ -252,13 +302,28 @@ async fn objects_in_pg_temp_change_nothing() {
     let db = TestDb::new().await;
     let su = db.client().await;
     let roles = Roles::create(&db).await;
-    let attacker = db.client_as(roles.name(Role::Admin)).await;
-    // A role needs TEMP on the database, which PUBLIC has by default.
-    exec(&attacker, &plant("pg_temp")).await;
-    exec(&attacker, "SET search_path = pg_temp, pg_catalog").await;
-    planted_objects_catch_an_unpinned_function(&su, &attacker, "EXISTS (SELECT 1 FROM messages)")
-        .await;
+    let attacker = poisoned_pg_temp(&db, &su, &roles).await;
     crate::scenario::scenario(&su, &attacker).await;
+}
+
+// Rotation on its own database: its walk needs a fresh install's segments.
+
+#[tokio::test]
+async fn rotation_with_objects_in_a_schema_first_on_the_path_changes_nothing() {
+    let db = TestDb::new().await;
+    let su = db.client().await;
+    let roles = Roles::create(&db).await;
+    let attacker = poisoned_path(&db, &su, &roles).await;
+    crate::scenario_rotation::rotation(&su, &attacker).await;
+}
+
+#[tokio::test]
+async fn rotation_with_objects_in_pg_temp_changes_nothing() {
+    let db = TestDb::new().await;
+    let su = db.client().await;
+    let roles = Roles::create(&db).await;
+    let attacker = poisoned_pg_temp(&db, &su, &roles).await;
+    crate::scenario_rotation::rotation(&su, &attacker).await;
 }
 
 /// The control experiment: a SECURITY DEFINER function *without* a pinned
