@@ -2,8 +2,15 @@
 //! claim (several sessions, batch sizes, topic filters), complete, fail,
 //! release, extend, clock steps that expire leases and bring retries due,
 //! requeue and purge, each step compared with the state machine of
-//! docs/state-machine.md (model.rs) over real connections to the real
-//! extension.
+//! docs/state-machine.md over the 0.2.0 storage of docs/storage.md (model.rs:
+//! the log's 16 partitions with their windows, batch leases and deferred
+//! messages in model/log.rs, claim() in model/claim.rs, the side table with
+//! per-message leases) over real connections to the real extension.
+//!
+//! The steps run one after another, each in its own transaction, so a
+//! window is simply a partition's ids between two openings; what the model
+//! checks beyond the answers is that per-key order holds after every claim
+//! and that an empty claim means nothing is ready (the final drain).
 //!
 //! Time moves with `outbox.test_clock_offset` instead of sleeping. A failing
 //! sequence is shrunk by proptest to a short one and printed with the seed

@@ -1,9 +1,17 @@
-//! The documented state machine (docs/state-machine.md) as a small
-//! in-memory model. Time is counted in ticks of [`TICK_SECS`]; every lease,
-//! delay and clock step the generator makes is a whole number of ticks, so
-//! the real clock's drift during a case (milliseconds) never decides a
-//! comparison.
+//! The documented state machine (docs/state-machine.md) over the 0.2.0
+//! storage (docs/storage.md) as a small in-memory model: a message is in the
+//! log (enqueued, unread or in a partition's leased batch: log.rs) or in the
+//! side table (diverted, detached, retrying, released, requeued), with
+//! claim() in claim.rs. stats(), blocked_keys() and list_dead() look at
+//! every unfinished message wherever it is, as the outbox.messages view
+//! does. Time is counted in ticks of [`TICK_SECS`]; every lease, delay and
+//! clock step the generator makes is a whole number of ticks, so the real
+//! clock's drift during a case (milliseconds) never decides a comparison.
 
+mod claim;
+mod log;
+
+use log::{Partition, PARTITIONS};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Seconds per tick. Far above the real time one case takes (under a second
@@ -36,7 +44,8 @@ impl Reason {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
-    /// In outbox.messages: ready, scheduled or leased.
+    /// Unfinished (in the outbox.messages view): ready, scheduled or
+    /// leased, in the log or in the side table (`Msg::side`).
     Live,
     Dead(Reason),
     /// Completed or purged.
@@ -52,8 +61,14 @@ pub struct Msg {
     pub created_at: i64,
     pub deliver_at: i64,
     /// (claim index, lease end): the token that holds it and until when.
+    /// For a message of a leased log batch, its partition's lease.
     pub lease: Option<(usize, i64)>,
     pub place: Place,
+    /// In the side table (else, while live, in the log: unread with
+    /// attempt 0, or in its partition's batch with attempt 1).
+    pub side: bool,
+    /// Its log row's partition (log.rs's part_of).
+    pub part: usize,
     /// When it became a dead letter (died_at).
     pub died_at: i64,
 }
@@ -76,15 +91,36 @@ pub enum FailResult {
     Stale,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Model {
     pub now: i64,
+    /// Every message ever enqueued, by id: the log never forgets a row
+    /// until it has been read, so a finished one stays here as Gone.
     pub msgs: BTreeMap<i64, Msg>,
     /// Claim index -> the ids that claim returned.
     pub claims: Vec<Vec<i64>>,
+    /// outbox.partitions.
+    parts: Vec<Partition>,
+    /// hashtextextended(key, 0) & 15 for every key a case uses.
+    key_parts: BTreeMap<String, usize>,
+    /// The last message id issued.
+    issued: i64,
 }
 
 impl Model {
+    /// A fresh outbox; `key_parts` maps each key to its partition, as
+    /// PostgreSQL hashes it.
+    pub fn new(key_parts: BTreeMap<String, usize>) -> Self {
+        Model {
+            now: 0,
+            msgs: BTreeMap::new(),
+            claims: Vec::new(),
+            parts: vec![Partition::default(); PARTITIONS],
+            key_parts,
+            issued: 0,
+        }
+    }
+
     fn live(&self) -> impl Iterator<Item = (&i64, &Msg)> {
         self.msgs.iter().filter(|(_, m)| m.place == Place::Live)
     }
@@ -93,7 +129,7 @@ impl Model {
         m.lease.is_some_and(|(_, end)| end > self.now)
     }
 
-    /// An older message of the same key is still in outbox.messages.
+    /// An older message of the same key is still unfinished (log or side).
     pub fn behind_older(&self, id: i64, m: &Msg) -> bool {
         m.key.as_ref().is_some_and(|k| {
             self.live()
@@ -110,6 +146,8 @@ impl Model {
         max_attempts: Option<i32>,
     ) {
         let deliver_at = deliver_in.map_or(self.now, |d| self.now + d);
+        let part = self.part_of(id, key.as_deref());
+        self.issued = self.issued.max(id);
         self.msgs.insert(
             id,
             Msg {
@@ -121,73 +159,44 @@ impl Model {
                 deliver_at,
                 lease: None,
                 place: Place::Live,
+                side: false,
+                part,
                 died_at: 0,
             },
         );
     }
 
-    /// claim(): the (id, attempt) pairs it hands out, in id order. Buries
-    /// exhausted candidates and looks again while a round buried everything
-    /// it met (the rule in claim.rs, up to 100 rounds).
-    pub fn claim(&mut self, batch: usize, lease: i64, topics: Option<&[usize]>) -> Vec<(i64, i32)> {
-        let index = self.claims.len();
-        let mut out = Vec::new();
-        for _ in 0..100 {
-            // Candidates are judged on the statement's snapshot: a head buried
-            // in this round still blocks its key until the next round.
-            let candidates: Vec<i64> = self
-                .live()
-                .filter(|(_, m)| m.deliver_at <= self.now && !self.leased_now(m))
-                .filter(|(_, m)| topics.is_none_or(|t| t.contains(&m.topic)))
-                .filter(|(&id, m)| !self.behind_older(id, m))
-                .map(|(&id, _)| id)
-                .take(batch)
-                .collect();
-            let mut buried = 0;
-            for id in candidates {
-                let now = self.now;
-                let m = self.msgs.get_mut(&id).expect("candidate exists");
-                if m.attempt >= m.max_attempts {
-                    m.place = Place::Dead(Reason::LeaseExpired);
-                    m.lease = None;
-                    m.died_at = now;
-                    buried += 1;
-                } else {
-                    m.attempt += 1;
-                    m.lease = Some((index, now + lease));
-                    out.push((id, m.attempt));
-                }
-            }
-            if buried == 0 || !out.is_empty() {
-                break;
-            }
-        }
-        self.claims.push(out.iter().map(|(id, _)| *id).collect());
-        out
-    }
-
-    /// Ids of `ids` that the token of claim `claim` still holds.
+    /// Ids of `ids` in the side table that the token of claim `claim`
+    /// still holds (expired or not: only a new claim takes a lease away).
     fn held(&self, ids: &[i64], claim: Option<usize>) -> Vec<i64> {
         ids.iter()
             .copied()
             .filter(|id| {
                 let m = &self.msgs[id];
-                m.place == Place::Live && claim.is_some() && m.lease.map(|(c, _)| c) == claim
+                m.place == Place::Live
+                    && m.side
+                    && claim.is_some()
+                    && m.lease.map(|(c, _)| c) == claim
             })
             .collect()
     }
 
+    /// complete(): log batches first (partition_complete.sql), then the
+    /// side table (complete.sql); how many the token held.
     pub fn complete(&mut self, ids: &[i64], claim: Option<usize>) -> usize {
+        let in_log = self.complete_in_log(ids, claim);
         let held = self.held(ids, claim);
         for id in &held {
             let m = self.msgs.get_mut(id).expect("held");
             m.place = Place::Gone;
             m.lease = None;
         }
-        held.len()
+        in_log + held.len()
     }
 
+    /// release(): detach from log batches, then as in 0.1.0.
     pub fn release(&mut self, ids: &[i64], claim: Option<usize>) -> usize {
+        self.detach(ids, claim);
         let held = self.held(ids, claim);
         for id in &held {
             let m = self.msgs.get_mut(id).expect("held");
@@ -197,16 +206,25 @@ impl Model {
         held.len()
     }
 
-    /// extend(): the new lease end of every id still held.
-    pub fn extend(&mut self, ids: &[i64], claim: Option<usize>, lease: i64) -> Vec<i64> {
-        let held = self.held(ids, claim);
+    /// extend(): log batches that `ids` cover whole get the new end
+    /// (partition_extend.sql); the rest is detached and extended per
+    /// message in the side table. How many the token held.
+    pub fn extend(&mut self, ids: &[i64], claim: Option<usize>, lease: i64) -> usize {
         let end = self.now + lease;
+        let covered = self.extend_in_log(ids, claim, end);
+        let rest: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !covered.contains(id))
+            .collect();
+        self.detach(&rest, claim);
+        let held = self.held(&rest, claim);
         for id in &held {
             if let Some(l) = self.msgs.get_mut(id).expect("held").lease.as_mut() {
                 l.1 = end;
             }
         }
-        held
+        covered.len() + held.len()
     }
 
     pub fn fail(
@@ -216,6 +234,7 @@ impl Model {
         retry_in: Option<i64>,
         permanent: bool,
     ) -> FailResult {
+        self.detach(&[id], claim);
         if self.held(&[id], claim).is_empty() {
             return FailResult::Stale;
         }
@@ -250,11 +269,12 @@ impl Model {
             .collect()
     }
 
-    /// requeue_dead(): same id, attempt 0, due now.
+    /// requeue_dead(): into the side table, same id, attempt 0, due now.
     pub fn requeue(&mut self, id: i64) -> usize {
         let now = self.now;
         let m = self.msgs.get_mut(&id).expect("a dead id");
         m.place = Place::Live;
+        m.side = true;
         m.attempt = 0;
         m.deliver_at = now;
         m.lease = None;
@@ -366,7 +386,7 @@ impl Model {
             .collect()
     }
 
-    /// Messages still in outbox.messages.
+    /// Unfinished messages (the outbox.messages view).
     pub fn live_ids(&self) -> BTreeSet<i64> {
         self.live().map(|(&id, _)| id).collect()
     }

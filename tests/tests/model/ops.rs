@@ -85,8 +85,11 @@ fn claim_ref() -> impl Strategy<Value = Option<Index>> {
     prop_oneof![1 => Just(None), 9 => any::<Index>().prop_map(Some)]
 }
 
+/// How many keys a case uses (`k0`, `k1`, ...).
+pub const KEYS: u8 = 3;
+
 fn key() -> impl Strategy<Value = Option<u8>> {
-    prop_oneof![1 => Just(None), 3 => (0u8..3).prop_map(Some)]
+    prop_oneof![1 => Just(None), 3 => (0u8..KEYS).prop_map(Some)]
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -268,7 +268,7 @@ async fn settle_step(
     let expected = match how {
         Settle::Complete => model.complete(&ids, c),
         Settle::Release => model.release(&ids, c),
-        Settle::Extend(lease) => model.extend(&ids, c, lease).len(),
+        Settle::Extend(lease) => model.extend(&ids, c, lease),
     };
     ensure(got == expected, || {
         format!(
