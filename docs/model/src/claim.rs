@@ -1,8 +1,14 @@
-//! `claim`: the side-table part (one message per claim, per-key FIFO) and the
+//! `claim`: the recovery of expired batches (expired_batches.sql and
+//! detach.sql, at the start of every claim), the side-table part (one
+//! message per claim, per-key FIFO; a suspect goes out alone) and the
 //! partition part, split into the statements other actors can interleave
-//! with. The partition row is locked (`FOR UPDATE SKIP LOCKED`) from the first
-//! statement to the commit; every write of the claim is applied at its commit
-//! (`finish`), because nobody else can see it before.
+//! with. The partition part has no "may have work" probe: a claim with room
+//! visits every free partition (claim_partition.sql), opens a new window
+//! whenever the last read found the end of the previous one
+//! (`window_done`), and reads it. The partition row is locked (`FOR UPDATE
+//! SKIP LOCKED`) from the first statement to the commit; every write of the
+//! claim is applied at its commit (`finish`), because nobody else can see it
+//! before.
 
 use crate::state::{
     Claim, Config, Held, Lease, Phase, Side, State, Variant, CAUSAL, PHANTOM, SEEN_DEAD,
@@ -16,34 +22,19 @@ pub fn relay_idle(s: &State, r: u8) -> bool {
     relay.held == Held::Nothing && relay.claim.is_none()
 }
 
-/// The window has rows past the cursor (the claim's own "used up" flag,
-/// computed from what its read would return).
-fn window_has_rows(cfg: &Config, s: &State, part: u8, cursor: crate::state::Pos) -> bool {
-    !window::read(cfg, s, part, cursor).is_empty()
-}
-
-/// The partition may be locked by a claim: free (no lease, or an expired one)
-/// and with something to do.
-pub fn can_lock(cfg: &Config, s: &State, part: u8) -> bool {
+/// claim_partition.sql: free (no lease, or an expired one) and not locked by
+/// another claim. Nothing else: idle partitions are visited too.
+pub fn can_lock(s: &State, part: u8) -> bool {
     let p = &s.parts[usize::from(part)];
-    if p.locked {
-        return false;
-    }
-    match &p.lease {
-        Some(l) if !l.expired => false,
-        // An expired batch always needs the claim that moves it.
-        Some(_) => true,
-        None => window_has_rows(cfg, s, part, p.cursor) || window::may_have_work(cfg, s, part),
-    }
+    !p.locked && p.lease.as_ref().is_none_or(|l| l.expired)
 }
 
-/// Statement 1: lock the partition. If the window is used up (after the move
-/// of an expired batch, the cursor is at `batch_end`), this claim opens a new
-/// window and reads I, the last id issued, first.
+/// Statement 1: lock the partition. If the last read found the end of the
+/// window, this claim opens a new one and reads I, the last id issued,
+/// first (window_open.sql's `$2`).
 pub fn lock(cfg: &Config, s: &mut State, r: u8, part: u8) {
     let p = &s.parts[usize::from(part)];
-    let cursor = p.lease.as_ref().map_or(p.cursor, |l| l.batch_end);
-    let opening = cfg.variant != Variant::IdCursor && !window_has_rows(cfg, s, part, cursor);
+    let opening = cfg.variant != Variant::IdCursor && p.window_done;
     s.parts[usize::from(part)].locked = true;
     if opening {
         let i = s.pg.last_id;
@@ -60,6 +51,43 @@ pub fn lock(cfg: &Config, s: &mut State, r: u8, part: u8) {
         // is fixed by `snap_hi`), so lock, read and lease are one step.
         finish(cfg, s, r, part, None);
     }
+}
+
+/// A partition whose batch lease expired and that no claim has locked.
+pub fn can_recover(s: &State, part: u8) -> bool {
+    let p = &s.parts[usize::from(part)];
+    !p.locked && p.lease.as_ref().is_some_and(|l| l.expired)
+}
+
+/// The start of every claim: the unsettled rest of an expired batch moves to
+/// the side table under its old token (a suspect there), the cursor moves to
+/// `batch_end` and the partition is free (detach.sql). One partition per
+/// step: the implementation does all it can lock in one transaction, which
+/// is these steps with nothing in between.
+pub fn recover(s: &mut State, part: u8) {
+    move_expired(s, usize::from(part));
+}
+
+fn move_expired(s: &mut State, pi: usize) {
+    let Some(old) = s.parts[pi].lease.take() else {
+        return;
+    };
+    for &id in &old.batch {
+        let key = s.ghost(id).key;
+        side_insert(
+            s,
+            Side {
+                id,
+                key,
+                token: old.token,
+                expired: true,
+                attempt: 1,
+                holder: old.holder,
+            },
+        );
+    }
+    s.parts[pi].cursor = old.batch_end;
+    s.seen |= SEEN_MOVED;
 }
 
 /// The opening's later statements: X (next xid, in the statement after I),
@@ -115,27 +143,11 @@ pub fn side_insert(s: &mut State, row: Side) {
 /// here), read, divert, and take the lease.
 fn finish(cfg: &Config, s: &mut State, r: u8, part: u8, opening: Option<Claim>) {
     let pi = usize::from(part);
-    // An expired batch: its unsettled messages move to the side table with the
-    // old token (so the old holder can still settle them), and the cursor
-    // moves past the batch.
-    if let Some(old) = s.parts[pi].lease.take() {
-        for &id in &old.batch {
-            let key = s.ghost(id).key;
-            side_insert(
-                s,
-                Side {
-                    id,
-                    key,
-                    token: old.token,
-                    expired: true,
-                    attempt: 1,
-                    holder: old.holder,
-                },
-            );
-        }
-        s.parts[pi].cursor = old.batch_end;
-        s.seen |= SEEN_MOVED;
-    }
+    // An expired batch this claim locked (it expired after the claim's
+    // recovery, or another claim had it locked then): its unsettled
+    // messages move to the side table with the old token (so the old holder
+    // can still settle them), and the cursor moves past the batch.
+    move_expired(s, pi);
     if let Some(c) = opening {
         let j = s.pg.last_id;
         let p = &mut s.parts[pi];
@@ -147,13 +159,18 @@ fn finish(cfg: &Config, s: &mut State, r: u8, part: u8, opening: Option<Claim>) 
         p.next_id_lo = c.i;
         p.next_xid_lo = c.x;
         p.cursor = (0, 0);
+        p.window_done = false;
     }
     let rows = window::read(cfg, s, part, s.parts[pi].cursor);
     let mut batch: Vec<u8> = Vec::new();
     let mut keys: Vec<u8> = Vec::new();
     let mut end = s.parts[pi].cursor;
+    // The read loop of claim_log.rs ends with a short read (the end of the
+    // window) unless the batch is full or a key repeats.
+    let mut exhausted = true;
     for row in rows {
         if batch.len() == usize::from(cfg.batch_size) {
+            exhausted = false;
             break;
         }
         // The side table as this transaction sees it: committed rows plus
@@ -174,6 +191,7 @@ fn finish(cfg: &Config, s: &mut State, r: u8, part: u8, opening: Option<Claim>) 
             s.seen |= SEEN_DIVERT;
         } else if row.key.is_some_and(|k| keys.contains(&k)) {
             // A claim never returns two messages of one key: end before it.
+            exhausted = false;
             break;
         } else {
             if window::is_late(cfg, s, part, &row) {
@@ -187,6 +205,12 @@ fn finish(cfg: &Config, s: &mut State, r: u8, part: u8, opening: Option<Claim>) 
     }
     let p = &mut s.parts[pi];
     p.locked = false;
+    // partition_take.sql's `window_done`: the read reached the end of the
+    // window. (claim_log.rs sets it only on a short read, so a batch that
+    // takes the window's last rows exactly leaves it false, and the next
+    // claim reads nothing and sets it. That claim changes nothing else, so
+    // setting the flag here removes only a stutter step.)
+    p.window_done = exhausted;
     if batch.is_empty() {
         p.cursor = end;
         return;

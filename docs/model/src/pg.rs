@@ -42,6 +42,14 @@ impl Snapshot {
     pub fn shows_ended(&self, xid: Xid) -> bool {
         xid < self.xmax && !self.in_xip(xid)
     }
+
+    /// `pg_snapshot_xmin(snap)`: the lowest xid in `xip`, or `xmax`. Every
+    /// xid below it had ended when the snapshot was taken.
+    pub fn xmin(&self) -> Xid {
+        (1..self.xmax)
+            .find(|&x| self.in_xip(x))
+            .unwrap_or(self.xmax)
+    }
 }
 
 fn bit(xid: Xid) -> u16 {
@@ -136,6 +144,18 @@ mod tests {
         assert!(!snap.in_xip(b));
         assert!(!snap.shows_ended(b));
         assert!(snap.shows_ended(a));
+    }
+
+    #[test]
+    fn xmin_is_the_oldest_xid_in_xip_or_xmax() {
+        let mut pg = Pg::default();
+        let a = pg.assign_xid();
+        let b = pg.assign_xid();
+        assert_eq!(pg.snapshot().xmin(), 1);
+        pg.end(b, true);
+        assert_eq!(pg.snapshot().xmin(), a);
+        pg.end(a, true);
+        assert_eq!(pg.snapshot().xmin(), 3);
     }
 
     #[test]

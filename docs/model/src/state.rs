@@ -4,8 +4,9 @@
 
 use crate::pg::{Pg, Snapshot, Xid};
 
-/// Which read rule a claim uses. `Design` is storage.md; the others are the
-/// traps the prototype found, kept as negative controls.
+/// Which read rule a claim uses. `Design` is storage.md and the
+/// implementation (sql/queries/window_open.sql, window_read.sql); the others
+/// are the traps the prototype found, kept as negative controls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     /// Windows, two branches split at `xid_lo`, merged by id.
@@ -18,27 +19,24 @@ pub enum Variant {
     XmaxBound,
 }
 
-/// Where storage.md as written and the fixes this model proposes differ.
+/// How producers and the rotation agree on the current segment. `Design` is
+/// the implementation (sql/queries/enqueue.sql, sql/rotation.sql); the others
+/// are negative controls that must lose a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fixes {
-    /// The claim's "may have work" probe also looks at xids `>= xmax(snap_hi)`
-    /// (as written it looks at ids above `id_hi` and at `xip(snap_hi)` only).
-    pub probe_above_xmax: bool,
-    /// The rotation seal's next xid is read after the switch has committed
-    /// (as written it is read "at that moment", inside the switching
-    /// transaction, before producers can see the new segment).
-    pub seal_after_commit: bool,
-}
-
-impl Fixes {
-    pub const AS_WRITTEN: Fixes = Fixes {
-        probe_above_xmax: false,
-        seal_after_commit: false,
-    };
-    pub const PROPOSED: Fixes = Fixes {
-        probe_above_xmax: true,
-        seal_after_commit: true,
-    };
+pub enum RotationRule {
+    /// The segment is `outbox.log_segment`, a sequence: a switch (nextval)
+    /// is seen by every producer at once. A producer reads it after its xid
+    /// is taken; the switch reads the seal (next xid) after the bump, in the
+    /// same transaction.
+    Design,
+    /// Control (d): the switch reads the seal before it bumps the sequence.
+    SealBeforeBump,
+    /// Control (e): a producer reads the segment before it takes its xid.
+    SegmentBeforeXid,
+    /// Control (f), storage.md as first written: producers read the current
+    /// segment from the committed `outbox.segments` row (transactional: the
+    /// switch is seen only once it commits), the seal read inside the switch.
+    SegmentFromRow,
 }
 
 /// The bounds and the rules.
@@ -57,12 +55,17 @@ pub struct Config {
     /// as a crashed one would, and the other relay does the work meanwhile.
     pub crashes: bool,
     pub partitions: u8,
-    /// 0 = no rotation (one segment for ever); otherwise 2 or 3.
+    /// 0 = no rotation (one segment for ever); otherwise 2 or 3 (the
+    /// implementation has 3).
     pub segments: u8,
     pub batch_size: u8,
     pub max_attempts: u8,
+    /// Switches per run at most (the sequence's value bounds it): each one
+    /// multiplies the interleavings, and two already make a segment come
+    /// round again with 2 segments.
+    pub max_switches: u8,
     pub variant: Variant,
-    pub fixes: Fixes,
+    pub rotation: RotationRule,
 }
 
 impl Config {
@@ -113,6 +116,9 @@ pub struct Part {
     /// I and X of the last opening, which become `id_lo`/`xid_lo` of the next.
     pub next_id_lo: u8,
     pub next_xid_lo: Xid,
+    /// The last read of this window found its end (partition_take.sql's
+    /// `window_done`): the next claim opens a new window.
+    pub window_done: bool,
     pub lease: Option<Lease>,
     /// `FOR UPDATE` held by a claim in progress.
     pub locked: bool,
@@ -138,7 +144,7 @@ pub struct Prod {
     /// 0 until the transaction has its xid.
     pub xid: Xid,
     pub sent: u8,
-    /// The segment read from `outbox.rotation` for the next insert.
+    /// The segment read for the next insert.
     pub seg: Option<u8>,
     pub done: bool,
 }
@@ -178,23 +184,64 @@ pub struct Relay {
     pub claim: Option<Claim>,
 }
 
-/// A segment's seal: transactions below it may have written the segment.
+/// A row of `outbox.segments`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Seal {
-    /// Current, or truncated since it was left.
+pub enum Seg {
+    Current,
+    /// Every transaction that can still write it has an xid below this.
+    Sealed(Xid),
+    Empty,
+}
+
+/// `outbox._rotate()` between its statements (it runs in a claim's
+/// transaction, serialised on `outbox.segments`' row 0).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RotTxn {
+    /// `outbox.segments` as this transaction sees it (its own updates).
+    pub table: Vec<Seg>,
+    /// The segment the sequence pointed at when the transaction began.
+    pub cur: u8,
+    /// Reconcile made `cur` current in this call (so its `since` is now and
+    /// the interval, at least 1 s, forbids a switch in the same call).
+    pub reconciled: bool,
+    /// Segments truncated, as a bit set: gone for others at commit (until
+    /// then TRUNCATE's lock blocks their writers).
+    pub truncated: u8,
+    pub switch: SwitchPhase,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SwitchPhase {
     None,
-    /// Left by a committed switch whose seal is not read yet (fix only).
-    Pending,
-    At(Xid),
+    /// The sequence was bumped; the seal is read next.
+    Bumped,
+    /// (Control (d) only) the seal was read; the bump is next.
+    SealRead(Xid),
+    Done,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Rotation {
-    /// The committed current segment (what producers read).
-    pub cur: u8,
-    /// A switch made but not committed: (new segment, seal read in it).
-    pub switching: Option<(u8, Option<Xid>)>,
-    pub seals: Vec<Seal>,
+    /// `outbox.log_segment`'s value (non-transactional); the current segment
+    /// is this modulo the number of segments. Also counts the switches.
+    pub seq: u8,
+    /// `outbox.segments` as committed.
+    pub table: Vec<Seg>,
+    pub txn: Option<RotTxn>,
+}
+
+impl Rotation {
+    pub fn seq_seg(&self, n: u8) -> u8 {
+        self.seq % n
+    }
+
+    /// The committed row marked current (control (f) reads this).
+    pub fn row_current(&self) -> u8 {
+        self.table
+            .iter()
+            .position(|&g| g == Seg::Current)
+            .map_or(0, |at| at as u8)
+    }
 }
 
 /// Ghost per message, indexed by `id - 1`.
@@ -226,6 +273,8 @@ pub const SEEN_DIVERT: u8 = 4;
 pub const SEEN_STALE_SETTLE: u8 = 8;
 pub const SEEN_TRUNCATE: u8 = 16;
 pub const SEEN_DEAD: u8 = 32;
+/// A rotation sealed a segment left current by a rolled-back switch.
+pub const SEEN_RECONCILE: u8 = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct State {
@@ -256,6 +305,7 @@ impl State {
             cursor: (0, 0),
             next_id_lo: 0,
             next_xid_lo: pg.next_xid,
+            window_done: true,
             lease: None,
             locked: false,
         };
@@ -282,9 +332,11 @@ impl State {
                 usize::from(cfg.relays)
             ],
             rot: Rotation {
-                cur: 0,
-                switching: None,
-                seals: vec![Seal::None; usize::from(cfg.segments.max(1))],
+                seq: 0,
+                table: (0..cfg.segments.max(1))
+                    .map(|g| if g == 0 { Seg::Current } else { Seg::Empty })
+                    .collect(),
+                txn: None,
             },
             next_token: 1,
             violations: 0,

@@ -1,6 +1,6 @@
 //! Which log rows a claim reads: the window's two branches (storage.md,
-//! "Partitions and windows"), the "may have work" probe, and the controls'
-//! read rules. Every read here is a fresh READ COMMITTED statement, so it only
+//! "Partitions and windows"; sql/queries/window_open.sql and window_read.sql)
+//! and the controls' read rules. Every read here is a fresh READ COMMITTED statement, so it only
 //! sees rows of committed transactions; the branches then filter by snapshot
 //! membership with `pg_visible_in_snapshot`, as the SQL does.
 
@@ -56,22 +56,6 @@ pub fn read(cfg: &Config, s: &State, part: u8, cursor: Pos) -> Vec<Row> {
         .collect();
     rows.sort_by_key(|r| pos(cfg, r));
     rows
-}
-
-/// The claim's cheap probe: could opening a new window find anything?
-/// As written: a committed row above `id_hi`, or one whose xid is in
-/// `xip(snap_hi)`. With the fix: any committed row whose xid `snap_hi` did not
-/// show as ended, which adds xids `>= xmax(snap_hi)`.
-pub fn may_have_work(cfg: &Config, s: &State, part: u8) -> bool {
-    let p = &s.parts[usize::from(part)];
-    s.log
-        .iter()
-        .filter(|r| r.part == part && s.pg.committed(r.xid))
-        .any(|r| match cfg.variant {
-            Variant::IdCursor => pos(cfg, r) > p.cursor,
-            _ if cfg.fixes.probe_above_xmax => !p.snap_hi.shows_ended(r.xid),
-            _ => r.id > p.id_hi || p.snap_hi.in_xip(r.xid),
-        })
 }
 
 /// Whether a late row (branch 1) is being handed out: only for the
