@@ -13,7 +13,7 @@
 -- * Changed SQL functions are replaced; the Rust functions keep their
 --   signatures (and their C symbols), so only the new one is created.
 -- * Roles granted admin in 0.1.0 get SELECT on the new tables too.
--- The result equals a fresh 0.2.0 install (tests/tests/upgrade.rs compares
+-- The result equals a fresh 0.2.0 install (tests/tests/upgrade/ compares
 -- the catalogs).
 
 -- Ids: one sequence for every message, continuing from the identity's.
@@ -21,6 +21,8 @@ CREATE SEQUENCE outbox.message_id AS bigint CACHE 1;
 SELECT pg_catalog.setval('outbox.message_id',
                          (SELECT s.last_value FROM outbox.messages_id_seq AS s),
                          (SELECT s.is_called FROM outbox.messages_id_seq AS s));
+-- Out of the extension first, so its config-dump entry goes with it.
+ALTER EXTENSION outbox DROP SEQUENCE outbox.messages_id_seq;
 ALTER TABLE outbox.messages ALTER COLUMN id DROP IDENTITY;
 
 -- The side table is 0.1.0's messages table.
@@ -35,6 +37,9 @@ COMMENT ON TABLE outbox.side IS
 -- (a REPEATABLE READ producer reading a row would keep writing a sealed
 -- segment); see outbox._rotate in rotation.sql.
 CREATE SEQUENCE outbox.log_segment AS bigint MINVALUE 0 START 0 CACHE 1;
+-- Marked as called: last_value 0 is segment 0, and the first switch's
+-- nextval() returns 1 (not the START value 0 again).
+SELECT pg_catalog.setval('outbox.log_segment', 0, true);
 
 -- Why the shape:
 -- * part: hashtextextended(key, 0) (a stable hash) for keyed messages, the id
@@ -73,8 +78,10 @@ CREATE INDEX log_part_xid_id ON outbox.log (part, xid, id);
 COMMENT ON TABLE outbox.log IS
     'Every enqueued message, written once; read through outbox.partitions, truncated by segment. Write through outbox.enqueue().';
 
--- One row per partition: its window, the cursor in it, and at most one
--- batch lease. See docs/storage.md ("Partitions and windows"). Updated by
+-- One row per partition: its window, the cursor in it, at most one batch
+-- lease, and the messages read but deferred: a batch never holds two
+-- messages of one key, so a later one of a key already in the batch waits
+-- in `deferred` (read, not yet handed out) for the partition's next batch. See docs/storage.md ("Partitions and windows"). Updated by
 -- every claim and settle, so fillfactor leaves room for HOT updates.
 CREATE TABLE outbox.partitions (
     part             smallint    NOT NULL,
@@ -93,6 +100,7 @@ CREATE TABLE outbox.partitions (
     lease_expires_at timestamptz,
     batch            bigint[]    NOT NULL DEFAULT '{}',
     batch_end        bigint      NOT NULL DEFAULT 0,
+    deferred         bigint[]    NOT NULL DEFAULT '{}',
     claimed_at       timestamptz,
     CONSTRAINT partitions_pkey PRIMARY KEY (part),
     CONSTRAINT part_is_not_negative CHECK (part >= 0),
@@ -105,11 +113,9 @@ CREATE TABLE outbox.partitions (
 COMMENT ON TABLE outbox.partitions IS
     'One row per log partition: its snapshot window, cursor and batch lease (docs/storage.md).';
 
--- The first window of every partition starts at "nothing committed yet":
--- '1:1:' sees no transaction, id 0 and xid 0 bound nothing.
-INSERT INTO outbox.partitions (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo)
-SELECT p, '1:1:', '1:1:', 0, '0', 0, 0, '0'
-FROM generate_series(0, 15) AS p;
+-- No rows here: outbox._rotate() (rotation.sql) creates them on the first
+-- claim. An install script that inserted them would clash with a dump's
+-- copy of the table on restore (pg_extension_config_dump below).
 
 -- The segments' rotation state. A segment other than the current one is
 -- 'sealed' (with the next xid read after the switch: every transaction that
@@ -124,7 +130,7 @@ CREATE TABLE outbox.segments (
     CONSTRAINT sealed_segment_has_xid CHECK ((state = 'sealed') = (sealed_xid IS NOT NULL))
 );
 
-INSERT INTO outbox.segments (seg, state) VALUES (0, 'current'), (1, 'empty'), (2, 'empty');
+-- Rows created by outbox._rotate(), as for outbox.partitions.
 
 COMMENT ON TABLE outbox.segments IS
     'Rotation state of the log segments outbox.log_0 .. log_2 (see outbox.rotate()).';
@@ -159,8 +165,8 @@ CREATE TRIGGER doorbell
 -- partition's snap_lo (an earlier window, all handed out), or it is in the
 -- current window at or below batch_end and not in the leased batch (handed
 -- out and settled, or diverted to the side table). Everything else in the
--- log is unfinished: in the leased batch (leased, attempt 1), or not yet
--- read (attempt 0). Rows of transactions still running are not visible here
+-- log is unfinished: in the leased batch (leased, attempt 1), deferred to
+-- the partition's next batch, or not yet read (attempt 0). Rows of transactions still running are not visible here
 -- at all, as everywhere.
 CREATE VIEW outbox.messages AS
 SELECT l.id, l.topic, l.key, l.payload, l.headers, l.created_at, l.deliver_at,
@@ -172,11 +178,14 @@ SELECT l.id, l.topic, l.key, l.payload, l.headers, l.created_at, l.deliver_at,
        NULL::text AS last_error,
        'log'::text AS place
 FROM outbox.log AS l
-JOIN outbox.partitions AS p ON p.part = l.part
-WHERE NOT pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_lo)
-  AND NOT (pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_hi)
-           AND l.id <= p.batch_end
-           AND l.id <> ALL (p.batch))
+-- LEFT: before the first claim the partition rows do not exist yet.
+LEFT JOIN outbox.partitions AS p ON p.part = l.part
+WHERE p.part IS NULL
+   OR l.id = ANY (p.deferred)
+   OR (NOT pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_lo)
+       AND NOT (pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_hi)
+                AND l.id <= p.batch_end
+                AND l.id <> ALL (p.batch)))
 UNION ALL
 SELECT s.id, s.topic, s.key, s.payload, s.headers, s.created_at, s.deliver_at, s.attempt,
        s.max_attempts, s.lease_owner, s.lease_token, s.lease_expires_at, s.last_error,
@@ -202,8 +211,9 @@ COMMENT ON VIEW outbox.messages IS
 --   running, and (2) every partition's window began after they all ended
 --   (pg_snapshot_xmin(snap_lo) >= seal): everything they committed was in an
 --   earlier window, and a partition opens a window only after the last
---   one's batch was settled or moved to the side table. Nothing in the
---   segment can still be handed out.
+--   one's batch was settled or moved to the side table, and (3) no
+--   partition holds a deferred message of it. Nothing in the segment can
+--   still be handed out.
 -- * The sequence is the truth about which segment is current: a switch whose
 --   transaction rolled back still moved producers (sequences are not
 --   transactional), so the first step re-reads it and seals whatever
@@ -218,16 +228,58 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cur smallint;
-    seg record;
+    sealed record;
+    idle smallint[];
     now_ timestamptz := outbox._now();
     every interval := current_setting('outbox.rotation_interval')::interval;
     caller_lock_timeout text := current_setting('lock_timeout');
 BEGIN
+    -- The bookkeeping rows, on first use (schema.sql says why not at
+    -- install). A partition's first window starts at "nothing committed
+    -- yet": '1:1:' sees no transaction, id 0 and xid 0 bound nothing.
+    INSERT INTO outbox.partitions
+        (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo)
+    SELECT p, '1:1:', '1:1:', 0, '0', 0, 0, '0'
+    FROM generate_series(0, 15) AS p
+    ON CONFLICT ON CONSTRAINT partitions_pkey DO NOTHING;
+    INSERT INTO outbox.segments (seg, state)
+    VALUES (0, 'current'), (1, 'empty'), (2, 'empty')
+    ON CONFLICT ON CONSTRAINT segments_pkey DO NOTHING;
     -- Serialise rotations on segment 0's row; a claim that finds one
     -- running just goes on.
     PERFORM 1 FROM outbox.segments AS g WHERE g.seg = 0 FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN;
+    END IF;
+    -- Idle partitions: a claim skips a partition with nothing new, so its
+    -- window would never move and its snap_lo would hold back truncation.
+    -- Their next (empty) window is opened here instead: lock them without
+    -- waiting, then, in a second statement with a fresh snapshot, open the
+    -- window (old snap_hi, now] only if still nothing of theirs is beyond
+    -- snap_hi. The previous opening's id/xid bounds are kept: an older
+    -- pair is still a valid pair (docs/storage.md), just less tight. Only at
+    -- READ COMMITTED, where each statement's snapshot is fresh.
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        SELECT array_agg(i.part) INTO idle
+        FROM (SELECT p.part FROM outbox.partitions AS p
+              WHERE p.lease_token IS NULL AND p.window_done
+              FOR UPDATE SKIP LOCKED) AS i;
+        UPDATE outbox.partitions AS p
+        SET snap_lo = p.snap_hi,
+            id_lo = p.next_id_lo,
+            xid_lo = p.next_xid_lo,
+            snap_hi = pg_current_snapshot(),
+            id_hi = (SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END FROM outbox.message_id AS q),
+            late = '{}',
+            cursor_id = 0,
+            batch_end = 0
+        WHERE p.part = ANY (idle)
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox.log AS l
+              WHERE l.part = p.part AND l.xid >= pg_snapshot_xmax(p.snap_hi))
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox.log AS l
+              WHERE l.part = p.part AND l.xid = ANY (ARRAY(SELECT pg_snapshot_xip(p.snap_hi))));
     END IF;
     SELECT (s.last_value % 3)::smallint INTO cur FROM outbox.log_segment AS s;
     UPDATE outbox.segments AS g
@@ -237,18 +289,23 @@ BEGIN
     SET state = 'current', sealed_xid = NULL, since = now_
     WHERE g.seg = cur AND g.state <> 'current';
 
-    FOR seg IN SELECT g.seg, g.sealed_xid FROM outbox.segments AS g WHERE g.state = 'sealed' ORDER BY g.seg
+    FOR sealed IN SELECT g.seg, g.sealed_xid FROM outbox.segments AS g WHERE g.state = 'sealed' ORDER BY g.seg
     LOOP
-        CONTINUE WHEN pg_snapshot_xmin(pg_current_snapshot()) < seg.sealed_xid;
+        CONTINUE WHEN pg_snapshot_xmin(pg_current_snapshot()) < sealed.sealed_xid;
         CONTINUE WHEN EXISTS (
-            SELECT 1 FROM outbox.partitions AS p WHERE pg_snapshot_xmin(p.snap_lo) < seg.sealed_xid);
+            SELECT 1 FROM outbox.partitions AS p WHERE pg_snapshot_xmin(p.snap_lo) < sealed.sealed_xid);
+        -- A deferred message is read but not handed out yet.
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM outbox.partitions AS p
+            JOIN outbox.log AS l ON l.seg = sealed.seg AND l.part = p.part AND l.id = ANY (p.deferred)
+            WHERE cardinality(p.deferred) > 0);
         BEGIN
             PERFORM set_config('lock_timeout', '50ms', true);
-            EXECUTE format('LOCK TABLE outbox.%I IN ACCESS EXCLUSIVE MODE', 'log_' || seg.seg);
-            EXECUTE format('TRUNCATE outbox.%I', 'log_' || seg.seg);
+            EXECUTE format('LOCK TABLE outbox.%I IN ACCESS EXCLUSIVE MODE', 'log_' || sealed.seg);
+            EXECUTE format('TRUNCATE outbox.%I', 'log_' || sealed.seg);
             UPDATE outbox.segments AS g
             SET state = 'empty', sealed_xid = NULL, since = now_
-            WHERE g.seg = seg.seg;
+            WHERE g.seg = sealed.seg;
         EXCEPTION WHEN lock_not_available THEN
             NULL; -- busy: the next rotation tries again
         END;

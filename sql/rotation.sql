@@ -14,8 +14,9 @@
 --   running, and (2) every partition's window began after they all ended
 --   (pg_snapshot_xmin(snap_lo) >= seal): everything they committed was in an
 --   earlier window, and a partition opens a window only after the last
---   one's batch was settled or moved to the side table. Nothing in the
---   segment can still be handed out.
+--   one's batch was settled or moved to the side table, and (3) no
+--   partition holds a deferred message of it. Nothing in the segment can
+--   still be handed out.
 -- * The sequence is the truth about which segment is current: a switch whose
 --   transaction rolled back still moved producers (sequences are not
 --   transactional), so the first step re-reads it and seals whatever
@@ -30,16 +31,58 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cur smallint;
-    seg record;
+    sealed record;
+    idle smallint[];
     now_ timestamptz := outbox._now();
     every interval := current_setting('outbox.rotation_interval')::interval;
     caller_lock_timeout text := current_setting('lock_timeout');
 BEGIN
+    -- The bookkeeping rows, on first use (schema.sql says why not at
+    -- install). A partition's first window starts at "nothing committed
+    -- yet": '1:1:' sees no transaction, id 0 and xid 0 bound nothing.
+    INSERT INTO outbox.partitions
+        (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo)
+    SELECT p, '1:1:', '1:1:', 0, '0', 0, 0, '0'
+    FROM generate_series(0, 15) AS p
+    ON CONFLICT ON CONSTRAINT partitions_pkey DO NOTHING;
+    INSERT INTO outbox.segments (seg, state)
+    VALUES (0, 'current'), (1, 'empty'), (2, 'empty')
+    ON CONFLICT ON CONSTRAINT segments_pkey DO NOTHING;
     -- Serialise rotations on segment 0's row; a claim that finds one
     -- running just goes on.
     PERFORM 1 FROM outbox.segments AS g WHERE g.seg = 0 FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN;
+    END IF;
+    -- Idle partitions: a claim skips a partition with nothing new, so its
+    -- window would never move and its snap_lo would hold back truncation.
+    -- Their next (empty) window is opened here instead: lock them without
+    -- waiting, then, in a second statement with a fresh snapshot, open the
+    -- window (old snap_hi, now] only if still nothing of theirs is beyond
+    -- snap_hi. The previous opening's id/xid bounds are kept: an older
+    -- pair is still a valid pair (docs/storage.md), just less tight. Only at
+    -- READ COMMITTED, where each statement's snapshot is fresh.
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        SELECT array_agg(i.part) INTO idle
+        FROM (SELECT p.part FROM outbox.partitions AS p
+              WHERE p.lease_token IS NULL AND p.window_done
+              FOR UPDATE SKIP LOCKED) AS i;
+        UPDATE outbox.partitions AS p
+        SET snap_lo = p.snap_hi,
+            id_lo = p.next_id_lo,
+            xid_lo = p.next_xid_lo,
+            snap_hi = pg_current_snapshot(),
+            id_hi = (SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END FROM outbox.message_id AS q),
+            late = '{}',
+            cursor_id = 0,
+            batch_end = 0
+        WHERE p.part = ANY (idle)
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox.log AS l
+              WHERE l.part = p.part AND l.xid >= pg_snapshot_xmax(p.snap_hi))
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox.log AS l
+              WHERE l.part = p.part AND l.xid = ANY (ARRAY(SELECT pg_snapshot_xip(p.snap_hi))));
     END IF;
     SELECT (s.last_value % 3)::smallint INTO cur FROM outbox.log_segment AS s;
     UPDATE outbox.segments AS g
@@ -49,18 +92,23 @@ BEGIN
     SET state = 'current', sealed_xid = NULL, since = now_
     WHERE g.seg = cur AND g.state <> 'current';
 
-    FOR seg IN SELECT g.seg, g.sealed_xid FROM outbox.segments AS g WHERE g.state = 'sealed' ORDER BY g.seg
+    FOR sealed IN SELECT g.seg, g.sealed_xid FROM outbox.segments AS g WHERE g.state = 'sealed' ORDER BY g.seg
     LOOP
-        CONTINUE WHEN pg_snapshot_xmin(pg_current_snapshot()) < seg.sealed_xid;
+        CONTINUE WHEN pg_snapshot_xmin(pg_current_snapshot()) < sealed.sealed_xid;
         CONTINUE WHEN EXISTS (
-            SELECT 1 FROM outbox.partitions AS p WHERE pg_snapshot_xmin(p.snap_lo) < seg.sealed_xid);
+            SELECT 1 FROM outbox.partitions AS p WHERE pg_snapshot_xmin(p.snap_lo) < sealed.sealed_xid);
+        -- A deferred message is read but not handed out yet.
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM outbox.partitions AS p
+            JOIN outbox.log AS l ON l.seg = sealed.seg AND l.part = p.part AND l.id = ANY (p.deferred)
+            WHERE cardinality(p.deferred) > 0);
         BEGIN
             PERFORM set_config('lock_timeout', '50ms', true);
-            EXECUTE format('LOCK TABLE outbox.%I IN ACCESS EXCLUSIVE MODE', 'log_' || seg.seg);
-            EXECUTE format('TRUNCATE outbox.%I', 'log_' || seg.seg);
+            EXECUTE format('LOCK TABLE outbox.%I IN ACCESS EXCLUSIVE MODE', 'log_' || sealed.seg);
+            EXECUTE format('TRUNCATE outbox.%I', 'log_' || sealed.seg);
             UPDATE outbox.segments AS g
             SET state = 'empty', sealed_xid = NULL, since = now_
-            WHERE g.seg = seg.seg;
+            WHERE g.seg = sealed.seg;
         EXCEPTION WHEN lock_not_available THEN
             NULL; -- busy: the next rotation tries again
         END;

@@ -22,6 +22,9 @@ CREATE SEQUENCE outbox.message_id AS bigint CACHE 1;
 -- (a REPEATABLE READ producer reading a row would keep writing a sealed
 -- segment); see outbox._rotate in rotation.sql.
 CREATE SEQUENCE outbox.log_segment AS bigint MINVALUE 0 START 0 CACHE 1;
+-- Marked as called: last_value 0 is segment 0, and the first switch's
+-- nextval() returns 1 (not the START value 0 again).
+SELECT pg_catalog.setval('outbox.log_segment', 0, true);
 
 -- Why the shape:
 -- * part: hashtextextended(key, 0) (a stable hash) for keyed messages, the id
@@ -60,8 +63,10 @@ CREATE INDEX log_part_xid_id ON outbox.log (part, xid, id);
 COMMENT ON TABLE outbox.log IS
     'Every enqueued message, written once; read through outbox.partitions, truncated by segment. Write through outbox.enqueue().';
 
--- One row per partition: its window, the cursor in it, and at most one
--- batch lease. See docs/storage.md ("Partitions and windows"). Updated by
+-- One row per partition: its window, the cursor in it, at most one batch
+-- lease, and the messages read but deferred: a batch never holds two
+-- messages of one key, so a later one of a key already in the batch waits
+-- in `deferred` (read, not yet handed out) for the partition's next batch. See docs/storage.md ("Partitions and windows"). Updated by
 -- every claim and settle, so fillfactor leaves room for HOT updates.
 CREATE TABLE outbox.partitions (
     part             smallint    NOT NULL,
@@ -80,6 +85,7 @@ CREATE TABLE outbox.partitions (
     lease_expires_at timestamptz,
     batch            bigint[]    NOT NULL DEFAULT '{}',
     batch_end        bigint      NOT NULL DEFAULT 0,
+    deferred         bigint[]    NOT NULL DEFAULT '{}',
     claimed_at       timestamptz,
     CONSTRAINT partitions_pkey PRIMARY KEY (part),
     CONSTRAINT part_is_not_negative CHECK (part >= 0),
@@ -92,11 +98,9 @@ CREATE TABLE outbox.partitions (
 COMMENT ON TABLE outbox.partitions IS
     'One row per log partition: its snapshot window, cursor and batch lease (docs/storage.md).';
 
--- The first window of every partition starts at "nothing committed yet":
--- '1:1:' sees no transaction, id 0 and xid 0 bound nothing.
-INSERT INTO outbox.partitions (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo)
-SELECT p, '1:1:', '1:1:', 0, '0', 0, 0, '0'
-FROM generate_series(0, 15) AS p;
+-- No rows here: outbox._rotate() (rotation.sql) creates them on the first
+-- claim. An install script that inserted them would clash with a dump's
+-- copy of the table on restore (pg_extension_config_dump below).
 
 -- The segments' rotation state. A segment other than the current one is
 -- 'sealed' (with the next xid read after the switch: every transaction that
@@ -111,7 +115,7 @@ CREATE TABLE outbox.segments (
     CONSTRAINT sealed_segment_has_xid CHECK ((state = 'sealed') = (sealed_xid IS NOT NULL))
 );
 
-INSERT INTO outbox.segments (seg, state) VALUES (0, 'current'), (1, 'empty'), (2, 'empty');
+-- Rows created by outbox._rotate(), as for outbox.partitions.
 
 COMMENT ON TABLE outbox.segments IS
     'Rotation state of the log segments outbox.log_0 .. log_2 (see outbox.rotate()).';

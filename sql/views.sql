@@ -7,8 +7,8 @@
 -- partition's snap_lo (an earlier window, all handed out), or it is in the
 -- current window at or below batch_end and not in the leased batch (handed
 -- out and settled, or diverted to the side table). Everything else in the
--- log is unfinished: in the leased batch (leased, attempt 1), or not yet
--- read (attempt 0). Rows of transactions still running are not visible here
+-- log is unfinished: in the leased batch (leased, attempt 1), deferred to
+-- the partition's next batch, or not yet read (attempt 0). Rows of transactions still running are not visible here
 -- at all, as everywhere.
 CREATE VIEW outbox.messages AS
 SELECT l.id, l.topic, l.key, l.payload, l.headers, l.created_at, l.deliver_at,
@@ -20,11 +20,14 @@ SELECT l.id, l.topic, l.key, l.payload, l.headers, l.created_at, l.deliver_at,
        NULL::text AS last_error,
        'log'::text AS place
 FROM outbox.log AS l
-JOIN outbox.partitions AS p ON p.part = l.part
-WHERE NOT pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_lo)
-  AND NOT (pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_hi)
-           AND l.id <= p.batch_end
-           AND l.id <> ALL (p.batch))
+-- LEFT: before the first claim the partition rows do not exist yet.
+LEFT JOIN outbox.partitions AS p ON p.part = l.part
+WHERE p.part IS NULL
+   OR l.id = ANY (p.deferred)
+   OR (NOT pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_lo)
+       AND NOT (pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_hi)
+                AND l.id <= p.batch_end
+                AND l.id <> ALL (p.batch)))
 UNION ALL
 SELECT s.id, s.topic, s.key, s.payload, s.headers, s.created_at, s.deliver_at, s.attempt,
        s.max_attempts, s.lease_owner, s.lease_token, s.lease_expires_at, s.last_error,

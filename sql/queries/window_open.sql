@@ -13,7 +13,12 @@
 -- * late: the transactions that had their xid before xid_lo and were not
 --   visible in snap_lo (in its xip list, or at or above its xmax: xmax is
 --   "latest completed + 1", not "next to assign") and are visible now. Their
---   messages can have any id, so the window reads them by xid.
+--   messages can have any id, so the window reads them by xid. Only xids
+--   below xid_lo: xid_lo was read before snap_lo was taken, so snap_lo's xip
+--   list can hold later xids, and those are the fresh branch's (a message
+--   in both branches was handed out twice in one batch).
+-- * A pair (id_lo, xid_lo) read in that order is valid for any later
+--   window, just less tight; outbox._rotate() reuses an old one.
 -- * pg_current_snapshot() is the statement's snapshot: claim() runs only
 --   at READ COMMITTED, where each statement takes a fresh one.
 UPDATE outbox.partitions AS p
@@ -30,6 +35,7 @@ SET snap_lo = p.snap_hi,
               FROM generate_series(pg_catalog.pg_snapshot_xmax(p.snap_hi)::text::bigint,
                                    p.next_xid_lo::text::bigint - 1) AS g) AS c
         WHERE pg_catalog.pg_visible_in_snapshot(c.x, s.snap)
+          AND c.x < p.next_xid_lo
         ORDER BY c.x),
     next_id_lo = $2::bigint,
     next_xid_lo = $3::bigint::text::xid8,

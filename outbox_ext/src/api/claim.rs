@@ -126,6 +126,7 @@ fn claim(
     let mut rows = Vec::new();
     Spi::connect_mut(|client| -> Result<(), OutboxError> {
         rotation::maybe_rotate(client)?;
+        claim_log::recover_expired(client, now)?;
         // A suspect (its last lease expired) goes out alone.
         claim_side(client, &lease, batch_size, &topics, true, &mut rows)?;
         if !rows.is_empty() {

@@ -15,6 +15,11 @@ use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 use std::collections::HashSet;
 
+static EXPIRED_BATCHES: Query = Query {
+    sql: include_str!("../../../sql/queries/expired_batches.sql"),
+    args: &[TIMESTAMPTZ],
+};
+
 static LOCK_PARTITION: Query = Query {
     sql: include_str!("../../../sql/queries/claim_partition.sql"),
     args: &[TIMESTAMPTZ, INT2_ARRAY],
@@ -33,6 +38,11 @@ static OPEN_WINDOW: Query = Query {
 static READ_WINDOW: Query = Query {
     sql: include_str!("../../../sql/queries/window_read.sql"),
     args: &[INT2, INT4, INT8],
+};
+
+static READ_DEFERRED: Query = Query {
+    sql: include_str!("../../../sql/queries/deferred_read.sql"),
+    args: &[INT2, INT8_ARRAY],
 };
 
 static SIDE_KEYS: Query = Query {
@@ -56,6 +66,7 @@ static TAKE: Query = Query {
         UUID,
         TIMESTAMPTZ,
         TIMESTAMPTZ,
+        INT8_ARRAY,
     ],
 };
 
@@ -67,6 +78,12 @@ const PARTITIONS: usize = 16;
 /// partition (the cursor is saved either way).
 const MAX_READS: usize = 8;
 
+/// Most messages a partition holds deferred (read, waiting for the next
+/// batch because their key is in this one). Past it the read stops, so the
+/// partition row stays small: a hot key then goes out one message per
+/// batch, as it did in 0.1.0, while every other key keeps moving.
+const MAX_DEFERRED: usize = 256;
+
 /// A partition as claim_partition.sql locked it.
 struct Locked {
     part: i16,
@@ -74,6 +91,7 @@ struct Locked {
     expired_token: Option<Uuid>,
     batch: Vec<i64>,
     position: i64,
+    deferred: Vec<i64>,
 }
 
 /// One row of window_read.sql.
@@ -87,6 +105,29 @@ struct Candidate {
     deliver_at: TimestampWithTimeZone,
 }
 
+/// Move the unsettled messages of every log batch whose lease expired to
+/// the side table, still under their old token: they are suspects there
+/// (handed out one at a time), and their partitions are free again.
+pub(crate) fn recover_expired(
+    client: &mut SpiClient<'_>,
+    now: TimestampWithTimeZone,
+) -> Result<(), OutboxError> {
+    let args: [DatumWithOid; 1] = [now.into()];
+    let expired = EXPIRED_BATCHES.run(client, &args, |t| {
+        let mut expired = Vec::new();
+        for row in t {
+            if let (Some(token), Some(batch)) = (row.get::<Uuid>(1)?, row.get::<Vec<i64>>(2)?) {
+                expired.push((token, batch));
+            }
+        }
+        Ok(expired)
+    })?;
+    for (token, batch) in expired {
+        detach(client, &batch, token)?;
+    }
+    Ok(())
+}
+
 /// Fill up to `room` more rows from the log into `out`.
 pub(crate) fn claim(
     client: &mut SpiClient<'_>,
@@ -97,12 +138,16 @@ pub(crate) fn claim(
 ) -> Result<(), OutboxError> {
     let mut tried: Vec<i16> = Vec::new();
     let mut left = room;
+    let mut bounds = None;
     while left > 0 && tried.len() < PARTITIONS {
         let Some(p) = lock_partition(client, lease.now, &tried)? else {
             break;
         };
         tried.push(p.part);
-        left -= read_partition(client, lease, p, left, topics, out)?;
+        if p.window_done && bounds.is_none() {
+            bounds = Some(window_bounds(client)?);
+        }
+        left -= read_partition(client, lease, p, bounds, left, topics, out)?;
     }
     Ok(())
 }
@@ -124,18 +169,31 @@ fn lock_partition(
             expired_token: row.get::<Uuid>(3)?,
             batch: row.get::<Vec<i64>>(4)?.unwrap_or_default(),
             position: row.get::<i64>(5)?.unwrap_or_default(),
+            deferred: row.get::<Vec<i64>>(6)?.unwrap_or_default(),
         }))
     })?)
 }
 
-/// Open the partition's next window: the last id issued, then the next
-/// xid, both read before window_open.sql's statement takes its snapshot.
-fn open_window(client: &mut SpiClient<'_>, part: i16) -> Result<(), OutboxError> {
+/// The next window's lower bounds: the last id issued, then the next xid,
+/// in that order. Read once per claim, before any window_open.sql statement
+/// of it takes its snapshot; any pair read in this order is valid for any
+/// later window (docs/storage.md).
+fn window_bounds(client: &mut SpiClient<'_>) -> Result<(i64, i64), OutboxError> {
     let issued: i64 = MAX_ISSUED_ID
         .run(client, &[], |t| t.first().get_one::<i64>())?
         .unwrap_or(0);
     let next_xid = i64::try_from(xact::next_xid())
         .map_err(|_| OutboxError::Internal("the next xid does not fit a bigint".into()))?;
+    Ok((issued, next_xid))
+}
+
+/// Open the partition's next window with `bounds` from window_bounds().
+fn open_window(
+    client: &mut SpiClient<'_>,
+    part: i16,
+    bounds: (i64, i64),
+) -> Result<(), OutboxError> {
+    let (issued, next_xid) = bounds;
     let args: [DatumWithOid; 3] = [part.into(), issued.into(), next_xid.into()];
     OPEN_WINDOW.run(client, &args, |_| Ok(()))?;
     Ok(())
@@ -147,97 +205,161 @@ fn read_partition(
     client: &mut SpiClient<'_>,
     lease: &Lease<'_>,
     p: Locked,
+    bounds: Option<(i64, i64)>,
     room: usize,
     topics: Option<&[&str]>,
     out: &mut Vec<Row>,
 ) -> Result<usize, OutboxError> {
     if let Some(old) = p.expired_token {
-        // The holder's lease ran out with messages unsettled: they go to the
-        // side table, still under the old token, as suspects.
+        // The holder's lease ran out with messages unsettled since this
+        // claim's recover_expired: they go to the side table too.
         if !p.batch.is_empty() {
             detach(client, &p.batch, old)?;
         }
     }
     let mut position = p.position;
-    if p.window_done {
-        open_window(client, p.part)?;
+    if let (true, Some(bounds)) = (p.window_done, bounds) {
+        open_window(client, p.part, bounds)?;
         position = 0;
     }
 
-    let mut handed: Vec<i64> = Vec::new();
-    let mut diverted: Vec<i64> = Vec::new();
-    let mut batch_keys: HashSet<String> = HashSet::new();
-    let mut window_done = false;
-    for _ in 0..MAX_READS {
-        let want = room - handed.len();
-        let rows = read_window(client, p.part, want, position)?;
-        let short = rows.len() < want;
-        let mut busy = side_keys(client, &rows)?;
-        let mut stopped = false;
+    let mut batch = Batch::default();
+    // Keys with a message in the side table: probed per read, and grown by
+    // every divert of this claim (diverts are written at the end, so the
+    // next read's probe cannot see them yet).
+    let mut busy: HashSet<String> = HashSet::new();
+    // The deferred messages first: they are older than anything unread.
+    if !p.deferred.is_empty() {
+        let rows = read_deferred(client, p.part, &p.deferred)?;
+        busy.extend(side_keys(client, &rows)?);
         for r in rows {
-            if let Some(k) = &r.key {
-                if batch_keys.contains(k) {
-                    // A claim never hands out two messages of one key; the
-                    // next claim of this partition starts here.
-                    stopped = true;
-                    break;
-                }
-            }
-            let keep_back = r.key.as_ref().is_some_and(|k| busy.contains(k))
-                || r.deliver_at > lease.now
-                || topics.is_some_and(|t| !t.contains(&r.topic.as_str()));
-            position = r.id;
-            if keep_back {
-                diverted.push(r.id);
-                if let Some(k) = r.key {
-                    busy.insert(k);
-                }
-                continue;
-            }
-            out.push((
-                r.id,
-                r.topic,
-                r.key.clone(),
-                r.payload,
-                r.headers,
-                1,
-                lease.token,
-                lease.expires_at,
-                r.created_at,
-            ));
-            handed.push(r.id);
-            if let Some(k) = r.key {
-                batch_keys.insert(k);
+            if batch.handed.len() >= room {
+                batch.defer(r);
+            } else {
+                batch.deal(r, &mut busy, lease, topics, out);
             }
         }
-        if stopped {
+    }
+    let mut window_done = false;
+    'reads: for _ in 0..MAX_READS {
+        if batch.handed.len() >= room {
             break;
+        }
+        let want = room - batch.handed.len();
+        let rows = read_window(client, p.part, want, position)?;
+        let short = rows.len() < want;
+        busy.extend(side_keys(client, &rows)?);
+        for r in rows {
+            if batch.deferred.len() >= MAX_DEFERRED {
+                // Not consumed: the next batch of this partition starts here.
+                break 'reads;
+            }
+            position = r.id;
+            batch.deal(r, &mut busy, lease, topics, out);
         }
         if short {
             window_done = true;
             break;
         }
-        if handed.len() >= room {
-            break;
-        }
     }
 
-    if !diverted.is_empty() {
-        let args: [DatumWithOid; 2] = [p.part.into(), diverted.into()];
+    if !batch.diverted.is_empty() {
+        let args: [DatumWithOid; 2] = [p.part.into(), batch.diverted.into()];
         DIVERT.run(client, &args, |_| Ok(()))?;
     }
-    let args: [DatumWithOid; 8] = [
+    let handed = batch.handed.len();
+    let args: [DatumWithOid; 9] = [
         p.part.into(),
-        handed.clone().into(),
+        batch.handed.into(),
         position.into(),
         window_done.into(),
         lease.owner.into(),
         lease.token.into(),
         lease.expires_at.into(),
         lease.now.into(),
+        batch.deferred.into(),
     ];
     TAKE.run(client, &args, |_| Ok(()))?;
-    Ok(handed.len())
+    Ok(handed)
+}
+
+/// What one partition's read hands out, diverts and defers.
+#[derive(Default)]
+struct Batch {
+    handed: Vec<i64>,
+    diverted: Vec<i64>,
+    deferred: Vec<i64>,
+    /// Keys handed out in this batch, and keys with a message deferred.
+    keys: HashSet<String>,
+    deferred_keys: HashSet<String>,
+}
+
+impl Batch {
+    /// Keep a message for the partition's next batch.
+    fn defer(&mut self, r: Candidate) {
+        self.deferred.push(r.id);
+        if let Some(k) = r.key {
+            self.deferred_keys.insert(k);
+        }
+    }
+
+    /// Decide one message, in id order (docs/storage.md, "Claim"):
+    /// - its key is in this batch or has a message deferred: defer it (a
+    ///   batch never holds two messages of one key, and a key's messages
+    ///   go out in order);
+    /// - its key has a message in the side table (`busy`), it is not due,
+    ///   or its topic is not claimed: divert it to the side table;
+    /// - otherwise hand it out.
+    fn deal(
+        &mut self,
+        r: Candidate,
+        busy: &mut HashSet<String>,
+        lease: &Lease<'_>,
+        topics: Option<&[&str]>,
+        out: &mut Vec<Row>,
+    ) {
+        if r.key
+            .as_ref()
+            .is_some_and(|k| self.keys.contains(k) || self.deferred_keys.contains(k))
+        {
+            self.defer(r);
+            return;
+        }
+        let keep_back = r.key.as_ref().is_some_and(|k| busy.contains(k))
+            || r.deliver_at > lease.now
+            || topics.is_some_and(|t| !t.contains(&r.topic.as_str()));
+        if keep_back {
+            self.diverted.push(r.id);
+            if let Some(k) = r.key {
+                busy.insert(k);
+            }
+            return;
+        }
+        self.handed.push(r.id);
+        if let Some(k) = &r.key {
+            self.keys.insert(k.clone());
+        }
+        out.push((
+            r.id,
+            r.topic,
+            r.key,
+            r.payload,
+            r.headers,
+            1,
+            lease.token,
+            lease.expires_at,
+            r.created_at,
+        ));
+    }
+}
+
+fn read_deferred(
+    client: &mut SpiClient<'_>,
+    part: i16,
+    ids: &[i64],
+) -> Result<Vec<Candidate>, OutboxError> {
+    let args: [DatumWithOid; 2] = [part.into(), ids.to_vec().into()];
+    Ok(READ_DEFERRED.run(client, &args, candidates)?)
 }
 
 fn read_window(
@@ -248,7 +370,12 @@ fn read_window(
 ) -> Result<Vec<Candidate>, OutboxError> {
     let want = i32::try_from(want).unwrap_or(i32::MAX);
     let args: [DatumWithOid; 3] = [part.into(), want.into(), after.into()];
-    Ok(READ_WINDOW.run(client, &args, |table| {
+    Ok(READ_WINDOW.run(client, &args, candidates)?)
+}
+
+/// Decode window_read.sql / deferred_read.sql rows.
+fn candidates(table: pgrx::spi::SpiTupleTable<'_>) -> pgrx::spi::SpiResult<Vec<Candidate>> {
+    {
         let mut rows = Vec::new();
         for row in table {
             let (Some(id), Some(topic), Some(payload), Some(created_at), Some(deliver_at)) = (
@@ -271,7 +398,7 @@ fn read_window(
             });
         }
         Ok(rows)
-    })?)
+    }
 }
 
 /// The keys among `rows` that have a message in the side table.

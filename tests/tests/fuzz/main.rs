@@ -85,7 +85,7 @@ async fn snapshot_sql(c: &Client) -> (String, String) {
         // pool's one-hour lease).
         format!(
             "TRUNCATE {}; UPDATE outbox.partitions SET lease_owner = NULL, lease_token = NULL, \
-             lease_expires_at = NULL, batch = '{{}}', cursor_id = batch_end",
+             lease_expires_at = NULL, batch = '{{}}', deferred = '{{}}', cursor_id = batch_end",
             tables
                 .iter()
                 .filter(|t| !["outbox.partitions", "outbox.segments"].contains(&t.as_str()))

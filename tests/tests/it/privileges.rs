@@ -79,12 +79,18 @@ async fn a_producer_can_enqueue_but_not_read_claim_or_finish() {
         .unwrap();
 
     denied(&p, "SELECT * FROM outbox.messages").await;
-    denied(
-        &p,
-        "INSERT INTO outbox.messages (topic, payload, max_attempts) VALUES ('x', '1', 1)",
-    )
-    .await;
-    denied(&p, "DELETE FROM outbox.messages").await;
+    for table in ["outbox.log", "outbox.side"] {
+        denied(&p, &format!("SELECT * FROM {table}")).await;
+        denied(
+            &p,
+            &format!(
+                "INSERT INTO {table} (id, topic, payload, max_attempts) VALUES (1, 'x', '1', 1)"
+            ),
+        )
+        .await;
+        denied(&p, &format!("DELETE FROM {table}")).await;
+    }
+    denied(&p, "UPDATE outbox.partitions SET batch = '{}'").await;
     denied(&p, "SELECT * FROM outbox.claim('sneaky')").await;
     denied(
         &p,
@@ -159,7 +165,9 @@ async fn an_admin_can_look_and_revoke_all_takes_everything_back() {
     o.query("SELECT * FROM outbox.blocked_keys()", &[])
         .await
         .unwrap();
-    denied(&o, "DELETE FROM outbox.messages").await;
+    for table in ["outbox.log", "outbox.side", "outbox.partitions"] {
+        denied(&o, &format!("DELETE FROM {table}")).await;
+    }
     drop(o);
 
     grant(&admin, "revoke_all", &ops).await;
