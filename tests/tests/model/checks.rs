@@ -91,7 +91,9 @@ pub(crate) async fn invariants(sut: &Sut, model: &Model) -> Check {
 
 /// Nothing lost: once every lease, delay and retry has run out, claiming and
 /// completing until claim returns nothing leaves no message behind — each
-/// one was delivered or is a dead letter.
+/// one was delivered or is a dead letter. It also holds claim to
+/// docs/sql-api.md's promise that an empty claim means nothing is ready
+/// (short of 100 rounds of burials), in the log as in the side table.
 pub(crate) async fn drain(sut: &mut Sut, model: &mut Model) -> Check {
     model.now += 100;
     set_clock(sut, model).await?;
