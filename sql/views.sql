@@ -24,6 +24,9 @@ FROM outbox.log AS l
 LEFT JOIN outbox.partitions AS p ON p.part = l.part
 WHERE p.part IS NULL
    OR l.id = ANY (p.deferred)
+   -- a batch can hold messages of an earlier window (handed out from
+   -- deferred, or read before the claim opened the next window)
+   OR l.id = ANY (p.batch)
    OR (NOT pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_lo)
        AND NOT (pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_hi)
                 AND l.id <= p.batch_end
