@@ -199,6 +199,7 @@ async fn a_dump_of_the_new_version_restores_and_delivers_every_waiting_message()
 /// every message enqueued there after the restore: at once, or at the
 /// latest once the new cluster's counter has passed the source's.
 #[tokio::test]
+#[ignore = "known limitation of 0.2.0 (docs/upgrading.md, docs/storage.md): the log's xids and the windows' snapshots belong to the source cluster; run with --ignored to see it"]
 async fn a_dump_restored_into_another_cluster_delivers_every_message() {
     let (old_db, old) = crate::db_at_version(FIRST_RELEASE).await;
     // Far ahead of a new cluster's counter (about 750 after initdb).

@@ -133,14 +133,16 @@ impl Model {
         out: &mut Vec<(i64, i32)>,
     ) -> usize {
         let mut position = self.parts[p].batch_end;
+        let mut opened = false;
         if self.parts[p].window_done {
             let part = &mut self.parts[p];
             part.lo = part.hi;
             part.hi = self.issued;
             part.batch_end = 0;
             position = 0;
+            opened = true;
         }
-        let (lo, hi) = (self.parts[p].lo, self.parts[p].hi);
+        let (mut lo, mut hi) = (self.parts[p].lo, self.parts[p].hi);
         let mut deal = Deal::default();
         // They are older than anything unread.
         for id in std::mem::take(&mut self.parts[p].deferred) {
@@ -176,8 +178,18 @@ impl Model {
                 self.deal(&mut deal, id, topics);
             }
             if short {
-                window_done = true;
-                break;
+                // Used up: once per visit, a claim with room goes on into
+                // the next window (claim_log.rs).
+                if opened || deal.handed.len() >= room {
+                    window_done = true;
+                    break;
+                }
+                let part = &mut self.parts[p];
+                part.lo = part.hi;
+                part.hi = self.issued;
+                (lo, hi) = (part.lo, part.hi);
+                position = 0;
+                opened = true;
             }
         }
         for &id in &deal.diverted {
