@@ -1,6 +1,12 @@
 //! In-database tests: single-session behaviour, each test rolled back.
 //! Commits, NOTIFY, two sessions and lease expiry seen by another worker are
 //! tested in the workspace's `tests/` crate instead.
+//!
+//! Everything here runs in one uncommitted transaction, and a message in
+//! the log is handed out only once its transaction has committed (a window
+//! holds committed transactions: docs/storage.md). So the tests that claim
+//! put their message in the side table directly, where a claim sees what its
+//! own transaction wrote, as 0.1.0's table did.
 
 // pgrx runs #[pg_test]s from the schema named after this module.
 #[pgrx::pg_schema]
@@ -13,9 +19,24 @@ mod tests {
             .expect("query returns a value")
     }
 
+    /// A ready message in the side table, as a requeued dead letter is.
+    fn side_message(max_attempts: i32) -> i64 {
+        one(&format!(
+            "INSERT INTO outbox.side (id, topic, payload, max_attempts)
+             VALUES (nextval('outbox.message_id'), 'orders', '1', {max_attempts}) RETURNING id"
+        ))
+    }
+
+    #[pg_test]
+    fn a_message_is_not_claimed_before_its_transaction_commits() {
+        Spi::run("SELECT outbox.enqueue('orders', '1')").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM outbox.claim('t', 10)"), 0);
+        assert_eq!(one::<i64>("SELECT count(*) FROM outbox.messages"), 1);
+    }
+
     #[pg_test]
     fn enqueue_then_claim_then_complete() {
-        let id: i64 = one("SELECT outbox.enqueue('orders', '{\"n\": 1}')");
+        let id = side_message(20);
         let (claimed, token): (Option<i64>, Option<pgrx::Uuid>) =
             Spi::get_two("SELECT id, lease_token FROM outbox.claim('t', 10)").unwrap();
         assert_eq!(claimed, Some(id));
@@ -29,14 +50,14 @@ mod tests {
 
     #[pg_test]
     fn claim_counts_the_attempt() {
-        Spi::run("SELECT outbox.enqueue('orders', '1')").unwrap();
+        side_message(20);
         assert_eq!(one::<i32>("SELECT attempt FROM outbox.claim('t')"), 1);
     }
 
     #[pg_test]
     fn fail_schedules_exact_backoff_without_jitter() {
         Spi::run("SET outbox.retry_jitter = 0; SET outbox.retry_base = '2s'").unwrap();
-        let id: i64 = one("SELECT outbox.enqueue('orders', '1')");
+        let id = side_message(20);
         let token: pgrx::Uuid = one("SELECT lease_token FROM outbox.claim('t')");
         let delay: pgrx::datum::Interval = one(&format!(
             "SELECT next_attempt_at - statement_timestamp() FROM outbox.fail({id}, '{token}'::uuid, 'boom')"
@@ -46,7 +67,7 @@ mod tests {
 
     #[pg_test]
     fn fail_after_last_attempt_dead_letters() {
-        let id: i64 = one("SELECT outbox.enqueue('orders', '1', max_attempts => 1)");
+        let id = side_message(1);
         let token: pgrx::Uuid = one("SELECT lease_token FROM outbox.claim('t')");
         let state: String = one(&format!(
             "SELECT state FROM outbox.fail({id}, '{token}'::uuid, 'boom')"
@@ -60,7 +81,7 @@ mod tests {
 
     #[pg_test]
     fn stored_errors_are_redacted() {
-        let id: i64 = one("SELECT outbox.enqueue('orders', '1')");
+        let id = side_message(20);
         let token: pgrx::Uuid = one("SELECT lease_token FROM outbox.claim('t')");
         Spi::run(&format!(
             "SELECT outbox.fail({id}, '{token}'::uuid, 'nats://u:pw@h down')"
