@@ -4,7 +4,8 @@
 
 use super::claim::{Lease, Row};
 use super::{
-    detach, BOOL, INT2, INT2_ARRAY, INT4, INT8, INT8_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID,
+    detach, max_issued_id, BOOL, INT2, INT2_ARRAY, INT4, INT8, INT8_ARRAY, TEXT, TEXT_ARRAY,
+    TIMESTAMPTZ, UUID,
 };
 use crate::error::OutboxError;
 use crate::plans::Query;
@@ -23,11 +24,6 @@ static EXPIRED_BATCHES: Query = Query {
 static LOCK_PARTITION: Query = Query {
     sql: include_str!("../../../sql/queries/claim_partition.sql"),
     args: &[TIMESTAMPTZ, INT2_ARRAY],
-};
-
-static MAX_ISSUED_ID: Query = Query {
-    sql: include_str!("../../../sql/queries/max_issued_id.sql"),
-    args: &[],
 };
 
 static OPEN_WINDOW: Query = Query {
@@ -179,9 +175,7 @@ fn lock_partition(
 /// of it takes its snapshot; any pair read in this order is valid for any
 /// later window (docs/storage.md).
 fn window_bounds(client: &mut SpiClient<'_>) -> Result<(i64, i64), OutboxError> {
-    let issued: i64 = MAX_ISSUED_ID
-        .run(client, &[], |t| t.first().get_one::<i64>())?
-        .unwrap_or(0);
+    let issued = max_issued_id(client)?;
     let next_xid = i64::try_from(xact::next_xid())
         .map_err(|_| OutboxError::Internal("the next xid does not fit a bigint".into()))?;
     Ok((issued, next_xid))
@@ -387,30 +381,28 @@ fn read_window(
 
 /// Decode window_read.sql / deferred_read.sql rows.
 fn candidates(table: pgrx::spi::SpiTupleTable<'_>) -> pgrx::spi::SpiResult<Vec<Candidate>> {
-    {
-        let mut rows = Vec::new();
-        for row in table {
-            let (Some(id), Some(topic), Some(payload), Some(created_at), Some(deliver_at)) = (
-                row.get::<i64>(1)?,
-                row.get::<String>(2)?,
-                row.get::<RawJsonb>(4)?,
-                row.get::<TimestampWithTimeZone>(6)?,
-                row.get::<TimestampWithTimeZone>(7)?,
-            ) else {
-                continue;
-            };
-            rows.push(Candidate {
-                id,
-                topic,
-                key: row.get::<String>(3)?,
-                payload: payload.outlive_spi(),
-                headers: row.get::<RawJsonb>(5)?.map(RawJsonb::outlive_spi),
-                created_at,
-                deliver_at,
-            });
-        }
-        Ok(rows)
+    let mut rows = Vec::new();
+    for row in table {
+        let (Some(id), Some(topic), Some(payload), Some(created_at), Some(deliver_at)) = (
+            row.get::<i64>(1)?,
+            row.get::<String>(2)?,
+            row.get::<RawJsonb>(4)?,
+            row.get::<TimestampWithTimeZone>(6)?,
+            row.get::<TimestampWithTimeZone>(7)?,
+        ) else {
+            continue;
+        };
+        rows.push(Candidate {
+            id,
+            topic,
+            key: row.get::<String>(3)?,
+            payload: payload.outlive_spi(),
+            headers: row.get::<RawJsonb>(5)?.map(RawJsonb::outlive_spi),
+            created_at,
+            deliver_at,
+        });
     }
+    Ok(rows)
 }
 
 /// The keys among `rows` that have a message in the side table.

@@ -60,6 +60,14 @@ pub(crate) fn micros(i: &Interval) -> i128 {
     i128::from(i.months()) * 30 * DAY + i128::from(i.days()) * DAY + i128::from(i.micros())
 }
 
+/// The highest message id issued so far (sql/queries/max_issued_id.sql):
+/// the bound for unknown ids here, and a window's id bounds in claim_log.rs.
+pub(crate) fn max_issued_id(client: &mut SpiClient<'_>) -> Result<i64, OutboxError> {
+    Ok(MAX_ISSUED_ID
+        .run(client, &[], |t| t.first().get_one::<i64>())?
+        .unwrap_or(0))
+}
+
 /// Called when a guarded statement matched fewer rows than ids: an id that
 /// was never issued is a caller mistake (an error); an issued one simply
 /// finished or changed hands (a stale lease, reported in the result).
@@ -67,9 +75,7 @@ pub(crate) fn reject_unknown_ids(
     client: &mut SpiClient<'_>,
     ids: &[i64],
 ) -> Result<(), OutboxError> {
-    let max_issued: i64 = MAX_ISSUED_ID
-        .run(client, &[], |t| t.first().get_one::<i64>())?
-        .unwrap_or(0);
+    let max_issued = max_issued_id(client)?;
     match ids.iter().find(|&&id| id <= 0 || id > max_issued) {
         Some(&id) => Err(OutboxError::UnknownMessage { id }),
         None => Ok(()),
