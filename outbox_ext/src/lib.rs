@@ -42,6 +42,7 @@ pgrx::extension_sql_file!(
     "../../sql/rotation.sql",
     requires = [clock::now_sql, api::rotation::_next_xid]
 );
+pgrx::extension_sql_file!("../../sql/claim.sql", requires = [api::claim::claim]);
 pgrx::extension_sql_file!("../../sql/grants.sql", finalize);
 
 /// Called when a backend loads the library.

@@ -7,11 +7,13 @@
 --
 -- Why this shape:
 -- * The token is the fence: only partitions whose batch this token holds
---   are touched, so a stale token moves nothing.
+--   are touched, so a stale token moves nothing. The token alone picks the
+--   rows (at most the partitions one claim read); which of $1 each holds is
+--   a hashed INTERSECT, and what is left a hashed EXCEPT. `batch && $1`,
+--   `b <> ALL ($1)` and `id = ANY ($1)` per row are each n x m comparisons:
+--   a million for a batch of 1000.
 -- * o locks the partition rows (FOR UPDATE re-reads the latest version), so
 --   the copy, the batch that remains and the cursor come from one state.
--- * What is left of the batch is a hashed EXCEPT, not `b <> ALL ($1)` per
---   element: that was n x m comparisons, a million for a batch of 1000.
 -- * When the batch is empty afterwards, the cursor moves to batch_end and
 --   the lease ends: the partition is free for the next read.
 -- * A moved message whose lease has expired is a suspect for the side
@@ -19,23 +21,24 @@
 WITH o AS (
     SELECT p.part, p.batch, p.batch_end, p.lease_owner, p.lease_token, p.lease_expires_at
     FROM outbox.partitions AS p
-    WHERE p.lease_token = $2::uuid AND p.batch && $1::bigint[]
+    WHERE p.lease_token = $2::uuid
     FOR UPDATE
+),
+split AS MATERIALIZED (
+    SELECT o.part, o.batch_end, o.lease_owner, o.lease_token, o.lease_expires_at,
+           ARRAY(SELECT unnest(o.batch) INTERSECT SELECT unnest($1::bigint[])) AS hit,
+           ARRAY(SELECT unnest(o.batch) EXCEPT SELECT unnest($1::bigint[]) ORDER BY 1) AS rest
+    FROM o
 ),
 moved AS (
     INSERT INTO outbox.side
         (id, topic, key, payload, headers, created_at, deliver_at, attempt, max_attempts,
          lease_owner, lease_token, lease_expires_at)
     SELECT l.id, l.topic, l.key, l.payload, l.headers, l.created_at, l.deliver_at, 1, l.max_attempts,
-           o.lease_owner, o.lease_token, o.lease_expires_at
-    FROM o
-    JOIN outbox.log AS l ON l.part = o.part AND l.id = ANY (o.batch) AND l.id = ANY ($1::bigint[])
+           s.lease_owner, s.lease_token, s.lease_expires_at
+    FROM split AS s
+    JOIN outbox.log AS l ON l.part = s.part AND l.id = ANY (s.hit)
     RETURNING 1
-),
-left_over AS (
-    SELECT o.part, o.batch_end,
-           ARRAY(SELECT unnest(o.batch) EXCEPT SELECT unnest($1::bigint[]) ORDER BY 1) AS rest
-    FROM o
 ),
 settled AS (
     UPDATE outbox.partitions AS p
@@ -44,8 +47,8 @@ settled AS (
         lease_owner = CASE WHEN cardinality(r.rest) = 0 THEN NULL ELSE p.lease_owner END,
         lease_token = CASE WHEN cardinality(r.rest) = 0 THEN NULL ELSE p.lease_token END,
         lease_expires_at = CASE WHEN cardinality(r.rest) = 0 THEN NULL ELSE p.lease_expires_at END
-    FROM left_over AS r
-    WHERE p.part = r.part
+    FROM split AS r
+    WHERE p.part = r.part AND cardinality(r.hit) > 0
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM settled) AS partitions

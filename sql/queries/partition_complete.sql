@@ -4,20 +4,26 @@
 -- Why this shape:
 -- * Completing a whole batch is this one UPDATE of one small row per
 --   partition: nothing is written per message (the log is never touched).
--- * The token is the fence: a stale token matches no partition.
+-- * The token is the fence: a stale token matches no partition. It alone
+--   picks the rows (at most the partitions one claim read): testing the
+--   ids with `batch && $1` as well was n x m comparisons, 3.6 ms of a
+--   4 ms complete_batch of 1000 (measured); a partition none of $1
+--   belongs to is left unwritten instead.
 -- * o locks the rows first (FOR UPDATE re-reads the latest version), so the
 --   count of settled ids and the new batch come from one state.
 -- * What is left of the batch is a hashed EXCEPT, not `b <> ALL ($1)` per
 --   element: that was n x m comparisons, a million for a batch of 1000.
+-- * left_over is MATERIALIZED: inlined, its EXCEPT ran once per mention
+--   of rest below, seven times, 10 ms for a batch of 1000 (measured).
 -- * When the batch is empty the cursor moves to batch_end and the lease
 --   ends.
 WITH o AS (
     SELECT p.part, p.batch, p.batch_end
     FROM outbox.partitions AS p
-    WHERE p.lease_token = $2::uuid AND p.batch && $1::bigint[]
+    WHERE p.lease_token = $2::uuid
     FOR UPDATE
 ),
-left_over AS (
+left_over AS MATERIALIZED (
     SELECT o.part, o.batch_end, cardinality(o.batch) AS before,
            ARRAY(SELECT unnest(o.batch) EXCEPT SELECT unnest($1::bigint[]) ORDER BY 1) AS rest
     FROM o
@@ -29,5 +35,5 @@ SET batch = r.rest,
     lease_token = CASE WHEN cardinality(r.rest) = 0 THEN NULL ELSE p.lease_token END,
     lease_expires_at = CASE WHEN cardinality(r.rest) = 0 THEN NULL ELSE p.lease_expires_at END
 FROM left_over AS r
-WHERE p.part = r.part
+WHERE p.part = r.part AND cardinality(r.rest) < r.before
 RETURNING (r.before - cardinality(r.rest))::integer AS settled

@@ -194,6 +194,47 @@ fn plant(s: &str) -> String {
     sql
 }
 
+/// Functions that are the body of a pinned wrapper and run only inside it:
+/// they carry no SET clause on purpose (sql/claim.sql says why), so they
+/// must be SECURITY INVOKER and executable by nobody but their owner.
+const UNPINNED_BODIES: &[&str] = &["_claim"];
+
+#[tokio::test]
+async fn unpinned_bodies_are_invoker_and_owner_only() {
+    let db = TestDb::new().await;
+    let su = db.client().await;
+    let found = rows(
+        &su,
+        "SELECT p.proname::text, p.prosecdef, p.proconfig IS NULL,
+                NOT EXISTS (SELECT 1 FROM aclexplode(p.proacl) AS a WHERE a.grantee <> p.proowner)
+                AND p.proacl IS NOT NULL
+         FROM pg_proc AS p
+         WHERE p.pronamespace = 'outbox'::regnamespace AND p.proname = ANY ($1::text[])
+         ORDER BY 1",
+        &[&UNPINNED_BODIES],
+    )
+    .await;
+    assert_eq!(found.len(), UNPINNED_BODIES.len(), "every listed body exists");
+    for r in found {
+        let (name, secdef, no_config, owner_only): (String, bool, bool, bool) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        assert!(!secdef, "{name} must not be SECURITY DEFINER");
+        assert!(no_config, "{name} has SET clauses: then it needs none of this");
+        assert!(owner_only, "{name} may be executed by a role other than its owner");
+    }
+    // An admin, who may run claim() itself, may not run its body.
+    let admin = db.create_role("body_admin").await;
+    su.execute("SELECT outbox.grant_admin($1::text::regrole)", &[&admin])
+        .await
+        .unwrap();
+    let a = db.client_as(&admin).await;
+    let e = a
+        .query("SELECT * FROM outbox._claim('r', 1, NULL, NULL)", &[])
+        .await
+        .expect_err("an admin ran outbox._claim()");
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+}
+
 #[tokio::test]
 async fn every_function_pins_search_path_with_pg_temp_last() {
     let db = TestDb::new().await;
@@ -203,8 +244,10 @@ async fn every_function_pins_search_path_with_pg_temp_last() {
         &su,
         "SELECT p.oid::regprocedure::text, p.prosecdef,
                 (SELECT array_agg(substr(c, 13)) FROM unnest(p.proconfig) AS c WHERE c LIKE 'search\\_path=%')
-         FROM pg_proc AS p WHERE p.pronamespace = 'outbox'::regnamespace ORDER BY 1",
-        &[],
+         FROM pg_proc AS p
+         WHERE p.pronamespace = 'outbox'::regnamespace AND p.proname <> ALL ($1::text[])
+         ORDER BY 1",
+        &[&UNPINNED_BODIES],
     )
     .await
     {
