@@ -192,6 +192,7 @@ async fn install_and_upgrade_scripts_never_replace_or_adopt_objects() {
     from_versions.sort_unstable();
     from_versions.dedup();
     for version in from_versions {
+        install_frozen_script(&dir, version);
         let db = TestDb::plain().await;
         let su = db.client().await;
         exec(
@@ -215,4 +216,29 @@ async fn install_and_upgrade_scripts_never_replace_or_adopt_objects() {
         }
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// Put the frozen `sql/outbox--<version>.sql` into the extension directory:
+/// cargo pgrx install copies only the current version's install script
+/// (tests/tests/upgrade/scripts.rs says more), and this test may run before
+/// the upgrade tests install it. Written aside and renamed, so a CREATE
+/// EXTENSION running meanwhile never reads half a file.
+fn install_frozen_script(dir: &std::path::Path, version: &str) {
+    let name = format!("{EXTENSION}--{version}.sql");
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../sql")
+        .join(&name);
+    let frozen = std::fs::read(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    let target = dir.join(&name);
+    if std::fs::read(&target).ok().as_deref() == Some(frozen.as_slice()) {
+        return;
+    }
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    if let Err(e) = std::fs::write(&tmp, &frozen).and_then(|()| std::fs::rename(&tmp, &target)) {
+        let _ = std::fs::remove_file(&tmp);
+        panic!(
+            "cannot install the frozen {name} into {}: {e}",
+            dir.display()
+        );
+    }
 }

@@ -56,6 +56,7 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox._check_dead_ids(bigint[])", NOBODY),
     ("outbox._doorbell()", NOBODY),
     ("outbox._now()", NOBODY),
+    ("outbox._claim(text,integer,interval,text[])", NOBODY),
 ];
 
 pub(crate) const TABLE_PRIVILEGES: &[&str] = &[

@@ -214,13 +214,23 @@ async fn unpinned_bodies_are_invoker_and_owner_only() {
         &[&UNPINNED_BODIES],
     )
     .await;
-    assert_eq!(found.len(), UNPINNED_BODIES.len(), "every listed body exists");
+    assert_eq!(
+        found.len(),
+        UNPINNED_BODIES.len(),
+        "every listed body exists"
+    );
     for r in found {
         let (name, secdef, no_config, owner_only): (String, bool, bool, bool) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         assert!(!secdef, "{name} must not be SECURITY DEFINER");
-        assert!(no_config, "{name} has SET clauses: then it needs none of this");
-        assert!(owner_only, "{name} may be executed by a role other than its owner");
+        assert!(
+            no_config,
+            "{name} has SET clauses: then it needs none of this"
+        );
+        assert!(
+            owner_only,
+            "{name} may be executed by a role other than its owner"
+        );
     }
     // An admin, who may run claim() itself, may not run its body.
     let admin = db.create_role("body_admin").await;
