@@ -313,8 +313,9 @@ impl Batch {
     /// - its key is in this batch or has a message deferred: defer it (a
     ///   batch never holds two messages of one key, and a key's messages
     ///   go out in order);
-    /// - its key has a message in the side table (`busy`), it is not due,
-    ///   or its topic is not claimed: divert it to the side table;
+    /// - its key has a message in the side table (`busy`), it is not due
+    ///   (scheduled for later than the claim's now), or its topic is not
+    ///   claimed: divert it to the side table;
     /// - otherwise hand it out.
     fn deal(
         &mut self,
@@ -331,8 +332,17 @@ impl Batch {
             self.defer(r);
             return;
         }
+        // Not yet due only if it was scheduled (deliver_at after its
+        // created_at): an unscheduled message's deliver_at is its
+        // producer's transaction start, which can be later than this
+        // claim's `now` when the producer began after the claim did and
+        // committed before its read. Comparing that with `now` diverted a
+        // third of all messages under steady load (measured: 14.5k of 40k
+        // at 2000/s), each then costing a side-table insert, claim and
+        // delete.
+        let not_due = r.deliver_at > lease.now && r.deliver_at > r.created_at;
         let keep_back = r.key.as_ref().is_some_and(|k| busy.contains(k))
-            || r.deliver_at > lease.now
+            || not_due
             || topics.is_some_and(|t| !t.contains(&r.topic.as_str()));
         if keep_back {
             self.diverted.push(r.id);
