@@ -5,8 +5,10 @@
 
 use crate::types::{LeaseToken, Message, Undeliverable};
 use crate::Error;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_postgres::types::FromSql;
+use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
 /// Column `idx` of a claimed row, or why not (the cause only: the value is
@@ -51,7 +53,7 @@ pub(crate) fn decode(row: &Row) -> Result<Result<Message, Undeliverable>, Error>
             id,
             topic: column(row, 1, "topic")?,
             key: column(row, 2, "key")?,
-            payload: column(row, 3, "payload")?,
+            payload: column::<Json<Box<RawValue>>>(row, 3, "payload")?.0,
             headers: check_headers(column(row, 4, "headers")?)?,
             attempt: column(row, 5, "attempt")?,
             lease_token,

@@ -121,10 +121,18 @@ impl RelayProcess {
     }
 
     /// The ids published so far, in order (duplicates kept).
+    ///
+    /// Reads only each line's id: a payload may hold what
+    /// `serde_json::Value` refuses (nesting past 128 levels), and the relay
+    /// publishes it as it is.
     pub fn ids(&self) -> Vec<i64> {
-        self.published()
+        self.lines()
             .iter()
-            .map(|m| m["id"].as_i64().expect("an id"))
+            .map(|l| {
+                let line: serde_json::Map<String, Value> = serde_json::from_str(&id_prefix(l))
+                    .unwrap_or_else(|e| panic!("a JSON line with an id ({e}): {l:.200}"));
+                line["id"].as_i64().expect("an id")
+            })
             .collect()
     }
 
@@ -161,4 +169,11 @@ impl RelayProcess {
         }
         self.exit().await
     }
+}
+
+/// The stdout publisher's line cut to its leading `{"id":N` and closed: the
+/// id comes first (its field order), whatever the payload after it holds.
+fn id_prefix(line: &str) -> String {
+    let end = line.find(',').unwrap_or(line.len());
+    format!("{}}}", &line[..end])
 }

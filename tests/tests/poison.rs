@@ -1,9 +1,12 @@
 //! Poison messages and the relay's hard stop (issue 8).
 //!
-//! - A row the extension accepted but `serde_json` cannot decode (arrays
-//!   nested 300 deep, `1e400`) is dead-lettered as `undeliverable: ...`, and
-//!   everything else is still published: by the real `outbox-relay` binary,
-//!   and as [`Claim::undeliverable`] from [`Store::claim`].
+//! - A payload travels as the text `jsonb` prints, so what
+//!   `serde_json::Value` cannot hold or would round (arrays nested 300 deep,
+//!   `1e400`, `99.50`, integers past 2^53) is published exactly. A row the
+//!   client cannot decode (headers that are not strings, written around the
+//!   extension) is dead-lettered as `undeliverable: ...`, and everything
+//!   else is still published: by the real `outbox-relay` binary, and as
+//!   [`Claim::undeliverable`] from [`Store::claim`].
 //! - `Relay::run` returns within the shutdown grace even when a publish
 //!   never returns, and leaves nothing of itself running; a batch that
 //!   finishes within the grace is still settled.
@@ -21,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 const TOPIC: &str = "poison.demo";
-/// Valid jsonb, but deeper than serde_json's recursion limit (128).
+/// Valid jsonb, deeper than serde_json::Value's recursion limit (128).
 const DEEP: &str = "(repeat('[', 300) || repeat(']', 300))::jsonb";
-/// Valid jsonb (numeric), but out of range for serde_json (f64).
+/// Valid jsonb (numeric), out of range for serde_json::Value (f64).
 const HUGE: &str = "'{\"amount\": 1e400}'::jsonb";
 
 async fn enqueue(c: &Client, payload_sql: &str, key: Option<&str>) -> i64 {
@@ -68,24 +71,43 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// Valid JSON that `serde_json::Value` would change: a decimal's trailing
+/// zero and an integer beyond f64's 53 bits.
+const EXACT: &str = "'{\"n\": 12345678901234567890123, \"total\": 99.50}'::jsonb";
+
+/// Factory: headers the extension refuses at enqueue, written around it.
+async fn break_headers(c: &Client, id: i64) {
+    c.execute(
+        "UPDATE outbox.log SET headers = '{\"n\": 1}' WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
-async fn undecodable_payload_is_dead_lettered_and_the_rest_is_published() {
+async fn payloads_travel_exactly_and_an_undecodable_row_is_dead_lettered() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let mut good = HashSet::new();
     for n in 0..3 {
         good.insert(enqueue_good(&c, n, None).await);
     }
-    let deep = enqueue(&c, DEEP, None).await;
-    let huge = enqueue(&c, HUGE, None).await;
+    // What serde_json::Value refuses or rounds: published as jsonb prints it.
+    for payload in [DEEP, HUGE, EXACT] {
+        good.insert(enqueue(&c, payload, None).await);
+    }
+    let bad_headers = enqueue_good(&c, 50, None).await;
+    break_headers(&c, bad_headers).await;
     // A poison head of a key, and its younger sibling behind it.
-    let keyed_poison = enqueue(&c, DEEP, Some("order-7")).await;
+    let keyed_poison = enqueue_good(&c, 51, Some("order-7")).await;
+    break_headers(&c, keyed_poison).await;
     let sibling = enqueue_good(&c, 100, Some("order-7")).await;
     good.insert(sibling);
     for n in 3..6 {
         good.insert(enqueue_good(&c, n, None).await);
     }
-    let poison = [deep, huge, keyed_poison];
+    let poison = [bad_headers, keyed_poison];
 
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -103,17 +125,24 @@ async fn undecodable_payload_is_dead_lettered_and_the_rest_is_published() {
             "poison message {id} reached the publisher"
         );
     }
+    let lines = relay.lines().join("\n");
+    for exact in [
+        "12345678901234567890123",
+        "99.50",
+        &format!("1{}", "0".repeat(400)),
+        &"[".repeat(300),
+    ] {
+        assert!(lines.contains(exact), "{exact} not published as written");
+    }
     let dead = dead_letters(&c).await;
     assert_eq!(dead.iter().map(|d| d.0).collect::<Vec<_>>(), poison);
     for (id, reason, last_error) in &dead {
         assert_eq!(reason, "permanent", "dead letter {id}");
-        assert!(
-            last_error.starts_with("undeliverable: payload: "),
-            "dead letter {id}: {last_error}"
+        assert_eq!(
+            last_error, "undeliverable: headers: a header value is not a string",
+            "dead letter {id}"
         );
     }
-    assert!(dead[0].2.contains("recursion limit"), "{}", dead[0].2);
-    assert!(dead[1].2.contains("out of range"), "{}", dead[1].2);
 
     // Still running, healthy, and relaying.
     assert!(
@@ -148,13 +177,7 @@ async fn store_claim_returns_undecodable_rows_as_undeliverable() {
     let huge = enqueue(&c, HUGE, None).await;
     let headed = enqueue_good(&c, 2, None).await;
     let last = enqueue_good(&c, 3, None).await;
-    // Factory: headers the extension would refuse, written around it.
-    c.execute(
-        "UPDATE outbox.log SET headers = '{\"n\": 1}' WHERE id = $1",
-        &[&headed],
-    )
-    .await
-    .unwrap();
+    break_headers(&c, headed).await;
 
     let claim: Claim = Store
         .claim(&c, "poison-test", 10, Duration::from_secs(30), None)
@@ -162,33 +185,27 @@ async fn store_claim_returns_undecodable_rows_as_undeliverable() {
         .unwrap();
     assert_eq!(claim.len(), 5);
     let ids: Vec<i64> = claim.messages.iter().map(|m| m.id).collect();
-    assert_eq!(ids, [first, last]);
+    assert_eq!(ids, [first, deep, huge, last]);
+    // The payload is the text jsonb prints (numeric writes 1e400 out).
+    assert_eq!(
+        claim.messages[2].payload.get(),
+        format!("{{\"amount\": 1{}}}", "0".repeat(400))
+    );
+    assert!(claim.messages[1]
+        .payload
+        .get()
+        .starts_with(&"[".repeat(300)));
     let bad: Vec<(i64, &str)> = claim
         .undeliverable
         .iter()
         .map(|u| (u.id, u.reason.as_str()))
         .collect();
-    assert_eq!(
-        bad.iter().map(|b| b.0).collect::<Vec<_>>(),
-        [deep, huge, headed]
-    );
-    assert!(
-        bad[0].1.starts_with("payload: ") && bad[0].1.contains("recursion limit"),
-        "{}",
-        bad[0].1
-    );
-    assert!(
-        bad[1].1.starts_with("payload: ") && bad[1].1.contains("out of range"),
-        "{}",
-        bad[1].1
-    );
-    assert_eq!(bad[2].1, "headers: a header value is not a string");
+    assert_eq!(bad, [(headed, "headers: a header value is not a string")]);
     let token = claim.messages[0].lease_token;
     for u in &claim.undeliverable {
         assert_eq!(u.lease_token, token, "one token per claim");
         assert_eq!(u.topic.as_deref(), Some(TOPIC));
         assert_eq!(u.error(), format!("undeliverable: {}", u.reason));
-        eprintln!("message {}: {}", u.id, u.error());
         let outcome = Store
             .fail(&c, u.id, u.lease_token, &u.error(), None, true)
             .await
@@ -196,12 +213,10 @@ async fn store_claim_returns_undecodable_rows_as_undeliverable() {
         assert_eq!(outcome, FailOutcome::Dead);
     }
     let dead = dead_letters(&c).await;
-    assert_eq!(dead.len(), 3);
-    for (id, reason, last_error) in &dead {
-        assert_eq!(reason, "permanent", "dead letter {id}");
-        assert!(last_error.starts_with("undeliverable: "), "{last_error}");
-    }
-    assert_eq!(Store.complete(&c, &ids, token).await.unwrap(), 2);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].1, "permanent");
+    assert!(dead[0].2.starts_with("undeliverable: "), "{}", dead[0].2);
+    assert_eq!(Store.complete(&c, &ids, token).await.unwrap(), 4);
 }
 
 /// Sets its flag when dropped: proof that a future holding it is gone.
@@ -371,7 +386,10 @@ struct PanicsOnPoison;
 
 impl Publisher for PanicsOnPoison {
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
-        if batch.iter().any(|m| m.payload["poison"] == json!(true)) {
+        if batch.iter().any(|m| {
+            m.payload_as::<serde_json::Value>()
+                .is_ok_and(|p| p["poison"] == json!(true))
+        }) {
             panic!("poison!");
         }
         vec![Delivery::Acked; batch.len()]

@@ -99,16 +99,7 @@ impl KafkaPublisher {
 
     async fn send(&self, m: &Message) -> Delivery {
         let topic = format!("{}{}", self.prefix, m.topic);
-        let value = match serde_json::to_vec(&m.payload) {
-            Ok(value) => value,
-            Err(e) => {
-                return Delivery::Permanent {
-                    error: format!(
-                        "undeliverable: Kafka: cannot serialize the payload as JSON: {e}"
-                    ),
-                }
-            }
-        };
+        let value = m.payload.get().as_bytes();
         let id = m.id.to_string();
         let attempt = m.attempt.to_string();
         let mut headers = OwnedHeaders::new()
@@ -134,7 +125,7 @@ impl KafkaPublisher {
                 }
             }
         }
-        let mut record = FutureRecord::to(&topic).payload(&value).headers(headers);
+        let mut record = FutureRecord::to(&topic).payload(value).headers(headers);
         if let Some(key) = &m.key {
             record = record.key(key);
         }

@@ -116,8 +116,7 @@ impl NatsPublisher {
 
     /// The subject, headers and body of a message, or why it has none.
     fn encode(&self, message: &Message) -> Result<(String, HeaderMap, Vec<u8>), String> {
-        let body = serde_json::to_vec(&message.payload)
-            .map_err(|e| format!("payload: cannot serialize as JSON: {e}"))?;
+        let body = message.payload.get().as_bytes().to_vec();
         Ok((
             format!("{}{}", self.prefix, message.topic),
             Self::headers(message)?,
