@@ -239,6 +239,28 @@ COMMENT ON VIEW outbox.messages IS
 --   write another one and never wait. Claims reading the log do wait, so the
 --   lock is tried for at most 50 ms and rotation tries again later rather
 --   than queue claims behind it.
+-- A snapshot as a window must take it: pg_current_snapshot() with the
+-- current transaction's own xid, if it has one, listed as running. A
+-- snapshot never lists its own transaction, so pg_visible_in_snapshot()
+-- counts it as committed once any later transaction has ended; a window
+-- opened by a claim in a transaction that already had an xid then counted
+-- the messages that transaction enqueued after the claim as covered, and
+-- they were never delivered (tests/tests/it/claim.rs,
+-- a_transaction_that_claims_then_enqueues_loses_nothing).
+CREATE FUNCTION outbox._window_snapshot(s pg_snapshot) RETURNS pg_snapshot
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN q.x IS NULL OR q.x >= pg_snapshot_xmax(s) THEN s
+        ELSE (least(pg_snapshot_xmin(s), q.x)::text || ':' || pg_snapshot_xmax(s)::text || ':'
+              || array_to_string(ARRAY(SELECT u.y FROM (SELECT pg_snapshot_xip(s) AS y
+                                                         UNION SELECT q.x) AS u
+                                       ORDER BY u.y), ','))::pg_snapshot
+    END
+    FROM (SELECT pg_current_xact_id_if_assigned() AS x) AS q
+$$;
+
 CREATE FUNCTION outbox._rotate() RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -292,7 +314,7 @@ BEGIN
         SET snap_lo = p.snap_hi,
             id_lo = p.next_id_lo,
             xid_lo = p.next_xid_lo,
-            snap_hi = pg_current_snapshot(),
+            snap_hi = outbox._window_snapshot(pg_current_snapshot()),
             id_hi = (SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END FROM outbox.message_id AS q),
             late = '{}',
             cursor_id = 0,
@@ -525,6 +547,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA outbox FROM PUBLIC;
 REVOKE ALL ON FUNCTION outbox."_next_xid"() FROM PUBLIC;
 REVOKE ALL ON FUNCTION outbox._rotate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox._window_snapshot(pg_snapshot) FROM PUBLIC;
 REVOKE ALL ON FUNCTION outbox.rotate() FROM PUBLIC;
 
 -- Admins of 0.1.0 (grant_admin gave them SELECT on dead_letters) keep

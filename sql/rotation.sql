@@ -78,7 +78,7 @@ BEGIN
         SET snap_lo = p.snap_hi,
             id_lo = p.next_id_lo,
             xid_lo = p.next_xid_lo,
-            snap_hi = pg_current_snapshot(),
+            snap_hi = outbox._window_snapshot(pg_current_snapshot()),
             id_hi = (SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END FROM outbox.message_id AS q),
             late = '{}',
             cursor_id = 0,

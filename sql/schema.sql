@@ -201,3 +201,25 @@ SELECT pg_catalog.pg_extension_config_dump('outbox.log_2', '');
 SELECT pg_catalog.pg_extension_config_dump('outbox.partitions', '');
 SELECT pg_catalog.pg_extension_config_dump('outbox.segments', '');
 SELECT pg_catalog.pg_extension_config_dump('outbox.log_segment', '');
+
+-- A snapshot as a window must take it: pg_current_snapshot() with the
+-- current transaction's own xid, if it has one, listed as running. A
+-- snapshot never lists its own transaction, so pg_visible_in_snapshot()
+-- counts it as committed once any later transaction has ended; a window
+-- opened by a claim in a transaction that already had an xid then counted
+-- the messages that transaction enqueued after the claim as covered, and
+-- they were never delivered (tests/tests/it/claim.rs,
+-- a_transaction_that_claims_then_enqueues_loses_nothing).
+CREATE FUNCTION outbox._window_snapshot(s pg_snapshot) RETURNS pg_snapshot
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN q.x IS NULL OR q.x >= pg_snapshot_xmax(s) THEN s
+        ELSE (least(pg_snapshot_xmin(s), q.x)::text || ':' || pg_snapshot_xmax(s)::text || ':'
+              || array_to_string(ARRAY(SELECT u.y FROM (SELECT pg_snapshot_xip(s) AS y
+                                                         UNION SELECT q.x) AS u
+                                       ORDER BY u.y), ','))::pg_snapshot
+    END
+    FROM (SELECT pg_current_xact_id_if_assigned() AS x) AS q
+$$;

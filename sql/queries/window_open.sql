@@ -19,6 +19,8 @@
 --   in both branches was handed out twice in one batch).
 -- * A pair (id_lo, xid_lo) read in that order is valid for any later
 --   window, just less tight; outbox._rotate() reuses an old one.
+-- * outbox._window_snapshot() lists this transaction's own xid as running
+--   (schema.sql says why: a consumer's follow-up was lost otherwise).
 -- * pg_current_snapshot() is the statement's snapshot: claim() runs only
 --   at READ COMMITTED, where each statement takes a fresh one.
 UPDATE outbox.partitions AS p
@@ -42,5 +44,5 @@ SET snap_lo = p.snap_hi,
     cursor_id = 0,
     batch_end = 0,
     window_done = false
-FROM (SELECT pg_catalog.pg_current_snapshot() AS snap) AS s
+FROM (SELECT outbox._window_snapshot(pg_catalog.pg_current_snapshot()) AS snap) AS s
 WHERE p.part = $1::smallint

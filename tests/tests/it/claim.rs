@@ -300,3 +300,47 @@ async fn a_key_diverted_in_one_read_holds_back_its_next_message_in_the_next_read
     make_due(&c).await;
     assert_eq!(claim_ids(&c, "relay", 10).await, vec![later]);
 }
+
+/// A consumer that writes, claims, and enqueues a follow-up in one
+/// transaction. Its transaction has an xid before the claim opens a window,
+/// and a snapshot never lists its own transaction as running: a window
+/// taken as it is counted the follow-up as already covered, and once
+/// committed it was never delivered (found while chasing a pg_test that
+/// failed only when tests ran concurrently).
+#[tokio::test]
+async fn a_transaction_that_claims_then_enqueues_loses_nothing() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let other = db.client().await;
+    // One key: both messages in one partition, so the follow-up lands in
+    // the window the consumer's own claim opened.
+    let first = enqueue_keyed(&c, "orders", "order-1", 1).await;
+    c.batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .unwrap();
+    // A transaction that ends after the consumer took its xid: the
+    // snapshot's xmax is then above that xid.
+    other
+        .batch_execute("CREATE TEMP TABLE t (); DROP TABLE t;")
+        .await
+        .unwrap();
+    let got = claim(&c, "consumer", 10).await;
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), [first]);
+    assert!(complete(&c, &got[0]).await);
+    let follow_up = enqueue_keyed(&c, "orders", "order-1", 2).await;
+    let again = claim_ids(&c, "consumer", 10).await;
+    assert!(
+        !again.contains(&follow_up),
+        "a transaction was handed its own uncommitted message"
+    );
+    c.batch_execute("COMMIT").await.unwrap();
+
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.extend(claim_ids(&other, "relay", 10).await);
+        if seen.contains(&follow_up) {
+            break;
+        }
+    }
+    assert_eq!(seen, [follow_up], "the follow-up was lost");
+}

@@ -57,6 +57,7 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox._doorbell()", NOBODY),
     ("outbox._now()", NOBODY),
     ("outbox._claim(text,integer,interval,text[])", NOBODY),
+    ("outbox._window_snapshot(pg_snapshot)", NOBODY),
 ];
 
 pub(crate) const TABLE_PRIVILEGES: &[&str] = &[
