@@ -211,7 +211,7 @@ SELECT pg_catalog.pg_extension_config_dump('outbox.log_segment', '');
 -- they were never delivered (tests/tests/it/claim.rs,
 -- a_transaction_that_claims_then_enqueues_loses_nothing).
 CREATE FUNCTION outbox._window_snapshot(s pg_snapshot) RETURNS pg_snapshot
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE

@@ -1,7 +1,8 @@
 //! Decoding one row of `outbox.claim()`: a [`Message`], or
-//! [`Undeliverable`] when producer data in it cannot be read here (JSON that
-//! `jsonb` accepts and `serde_json` refuses), so one bad row never costs the
-//! rest of its batch.
+//! [`Undeliverable`] when a column cannot be read here (headers that are not
+//! a JSON object of strings, written around `enqueue`), so one bad row never
+//! costs the rest of its batch. The payload is taken as the text `jsonb`
+//! prints and never fails.
 
 use crate::types::{LeaseToken, Message, Undeliverable};
 use crate::Error;

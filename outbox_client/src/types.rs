@@ -248,8 +248,8 @@ pub struct Undeliverable {
     pub lease_token: LeaseToken,
     /// Its topic, when even that could not be read `None`.
     pub topic: Option<String>,
-    /// Which column could not be decoded and why, e.g. `payload: number
-    /// out of range at line 1 column 5`. Never contains the value itself.
+    /// Which column could not be decoded and why, e.g. `headers: a header
+    /// value is not a string`. Never contains the value itself.
     pub reason: String,
 }
 

@@ -7,9 +7,11 @@
 --
 -- Why this shape:
 -- * The token is the fence: only partitions whose batch this token holds
---   are touched, so a stale token moves nothing. The token alone picks the
---   rows (at most the partitions one claim read); which of $1 each holds is
---   a hashed INTERSECT, and what is left a hashed EXCEPT. `batch && $1`,
+--   are touched, so a stale token moves nothing. Of the token's partitions
+--   only those holding one of $1 are locked: a claim that recovers one
+--   partition of an expired token must not wait for (and deadlock with)
+--   another claim recovering a sibling. Which of $1 each holds is a hashed
+--   INTERSECT, and what is left a hashed EXCEPT. `batch && $1`,
 --   `b <> ALL ($1)` and `id = ANY ($1)` per row are each n x m comparisons:
 --   a million for a batch of 1000.
 -- * o locks the partition rows (FOR UPDATE re-reads the latest version), so
@@ -22,6 +24,7 @@ WITH o AS (
     SELECT p.part, p.batch, p.batch_end, p.lease_owner, p.lease_token, p.lease_expires_at
     FROM outbox.partitions AS p
     WHERE p.lease_token = $2::uuid
+      AND EXISTS (SELECT unnest(p.batch) INTERSECT SELECT unnest($1::bigint[]))
     FOR UPDATE
 ),
 split AS MATERIALIZED (
