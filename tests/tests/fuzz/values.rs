@@ -229,6 +229,16 @@ pub fn value(ty: &str, rng: &mut ChaCha8Rng, live: &Live) -> Option<String> {
         ]
         .choose(rng)?
         .to_string(),
+        // outbox._window_snapshot(): windows' snapshots, owner only.
+        "pg_snapshot" => [
+            "NULL::pg_snapshot",
+            "pg_current_snapshot()",
+            "'1:1:'::pg_snapshot",
+            "'10:20:10,15'::pg_snapshot",
+            "'9223372036854775000:9223372036854775807:'::pg_snapshot",
+        ]
+        .choose(rng)?
+        .to_string(),
         "text[]" => array(rng, &text, "text", "'a'"),
         "jsonb[]" => array(rng, &jsonb, "jsonb", "'1'"),
         "bigint[]" => {
