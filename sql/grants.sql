@@ -71,7 +71,7 @@ BEGIN
         'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
         'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
         'blocked_keys', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic',
-        'rotate']);
+        'rotate', 'set_partitions']);
     EXECUTE format('GRANT SELECT ON outbox.messages, outbox.dead_letters, outbox.side, outbox.log,'
                    ' outbox.partitions, outbox.segments TO %s', role);
 END;

@@ -31,6 +31,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cur smallint;
+    parts integer;
     sealed record;
     idle smallint[];
     now_ timestamptz := outbox._now();
@@ -42,12 +43,17 @@ BEGIN
     -- yet": '1:1:' sees no transaction, id 0 and xid 0 bound nothing.
     -- Counted first: an INSERT ... ON CONFLICT waits for any transaction
     -- that has a partition row updated and not yet committed (a relay's
-    -- open complete), so it runs only while rows are missing.
-    IF (SELECT count(*) FROM outbox.partitions) < 16 THEN
+    -- open complete), so it runs only while rows are missing. Only when
+    -- there are none: outbox.set_partitions() adds rows itself, with a
+    -- window that starts at its snapshot (a '1:1:' window would hand out
+    -- again what a partition of that number held before a shrink).
+    SELECT (s.last_value / 3221225472)::integer INTO parts FROM outbox.log_segment AS s;
+    PERFORM 1 FROM outbox.partitions LIMIT 1;
+    IF NOT FOUND THEN
         INSERT INTO outbox.partitions
             (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo)
         SELECT p, '1:1:', '1:1:', 0, '0', 0, 0, '0'
-        FROM generate_series(0, 15) AS p
+        FROM generate_series(0, parts - 1) AS p
         ON CONFLICT ON CONSTRAINT partitions_pkey DO NOTHING;
     END IF;
     IF (SELECT count(*) FROM outbox.segments) < 3 THEN
@@ -159,3 +165,92 @@ $$;
 
 COMMENT ON FUNCTION outbox.rotate() IS
     'Switch and truncate log segments now if they are due (claim() does this by itself), and show each segment''s state and size.';
+
+-- outbox.set_partitions(n): how many partitions the log has, the cap on how
+-- many batches from the log are out at once (docs/storage.md, "Partitions
+-- and windows"). Returns the previous count.
+--
+-- Why the rules:
+-- * A keyed message's partition is its key's hash modulo the count, so a
+--   new count moves keys to other partitions. A key keeps its order across
+--   the change only if nothing written under the old count is still
+--   unfinished in the log, so the call refuses (55000) while the log holds
+--   anything unfinished (outbox.messages, place 'log', is that rule's
+--   home). The side table may hold anything: it hands out per key in id
+--   order, whatever the partition.
+-- * LOCK ... IN SHARE MODE waits for every transaction that wrote the log
+--   to end and keeps producers out until this one ends, so nothing is
+--   written under the old count after the check. Producers wait for the
+--   call, they do not fail. The segments' first row (rotation's lock) and
+--   the partition rows FOR UPDATE wait for a rotation, claims and settles
+--   in flight; claims arriving meanwhile skip the partitions.
+-- * A new partition row starts with a used-up window at this call's
+--   snapshot, so its first window holds only what commits later: a
+--   partition of that number that existed before a shrink left rows in the
+--   log, finished, and they stay finished. With the log this quiet, any
+--   order of reading the id, the xid and the snapshot is a valid window
+--   bound (no producer is between them).
+-- * The count is written last, by setval() (not transactional, so nothing
+--   after it may fail but the commit).
+CREATE FUNCTION outbox.set_partitions(partitions integer) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    layout bigint;
+    old integer;
+    waiting record;
+    issued bigint;
+    next_xid xid8;
+BEGIN
+    IF partitions IS NULL THEN
+        RAISE EXCEPTION 'partitions must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the number of partitions, from 1 to 1024 (16 is the default).';
+    END IF;
+    IF partitions < 1 OR partitions > 1024 THEN
+        RAISE EXCEPTION 'partitions is %, it must be from 1 to 1024', partitions
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The count caps how many batches from the log are out at once; a few per relay worker is plenty (16 is the default).';
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'outbox.set_partitions() must run in a READ COMMITTED transaction'
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'It checks what has committed after waiting for producers; call it outside REPEATABLE READ and SERIALIZABLE transactions.';
+    END IF;
+    LOCK TABLE outbox.log IN SHARE MODE;
+    PERFORM 1 FROM outbox.segments AS g WHERE g.seg = 0 FOR UPDATE;
+    PERFORM 1 FROM outbox.partitions AS p ORDER BY p.part FOR UPDATE;
+    SELECT count(*) AS n, min(m.id) AS oldest INTO waiting
+    FROM outbox.messages AS m WHERE m.place = 'log';
+    IF waiting.n > 0 THEN
+        RAISE EXCEPTION 'the log still holds % unfinished message(s), the oldest is message %',
+                waiting.n, waiting.oldest
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'A new count moves keys to other partitions, which would break their order. Pause the producers until the relays have delivered the log (SELECT count(*) FROM outbox.messages WHERE place = ''log'' is 0), then call set_partitions again.';
+    END IF;
+
+    SELECT s.last_value INTO layout FROM outbox.log_segment AS s;
+    old := (layout / 3221225472)::integer;
+    IF partitions = old THEN
+        RETURN old;
+    END IF;
+    DELETE FROM outbox.partitions AS p WHERE p.part >= partitions;
+    -- Before the first claim there are no rows yet, and _rotate() creates
+    -- them with a window from the start (the log holds nothing finished).
+    IF EXISTS (SELECT 1 FROM outbox.partitions) THEN
+        issued := (SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END FROM outbox.message_id AS q);
+        next_xid := outbox._next_xid()::text::xid8;
+        INSERT INTO outbox.partitions
+            (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo, window_done)
+        SELECT n, s.snap, s.snap, issued, next_xid, issued, issued, next_xid, true
+        FROM generate_series(old, partitions - 1) AS n,
+             (SELECT outbox._window_snapshot(pg_current_snapshot()) AS snap) AS s;
+    END IF;
+    PERFORM setval('outbox.log_segment', partitions * 3221225472 + layout % 3221225472, true);
+    RETURN old;
+END;
+$$;
+
+COMMENT ON FUNCTION outbox.set_partitions(integer) IS
+    'Change how many partitions the log has (the cap on batches out at once; 16 by default) while the log holds nothing unfinished. Returns the previous count.';

@@ -17,14 +17,19 @@
 -- last_value as "every id issued so far" (docs/storage.md, the fresh branch).
 CREATE SEQUENCE outbox.message_id AS bigint CACHE 1;
 
--- The current log segment is log_segment's last_value % 3. A sequence, not a
--- row, because producers must see a switch at once, whatever their snapshot
--- (a REPEATABLE READ producer reading a row would keep writing a sealed
--- segment); see outbox._rotate in rotation.sql.
+-- The log's layout, in one sequence value v (outbox.log_segment's last_value):
+-- the segment producers write is v % 3, the number of partitions is
+-- v / 3221225472 (3 * 2^30; a multiple of 3, so the count never changes the
+-- segment). A sequence, not a row, because producers must see a switch at
+-- once, whatever their snapshot (a REPEATABLE READ producer reading a row
+-- would keep writing a sealed segment); see outbox._rotate in rotation.sql.
+-- One value, so a producer reads the segment and the partition count in one
+-- atomic read, at no cost over reading the segment alone. A switch is
+-- nextval() (v + 1); outbox.set_partitions() is the only setval().
 CREATE SEQUENCE outbox.log_segment AS bigint MINVALUE 0 START 0 CACHE 1;
--- Marked as called: last_value 0 is segment 0, and the first switch's
--- nextval() returns 1 (not the START value 0 again).
-SELECT pg_catalog.setval('outbox.log_segment', 0, true);
+-- Marked as called: 16 partitions, segment 0; the first switch's nextval()
+-- is segment 1.
+SELECT pg_catalog.setval('outbox.log_segment', 16 * 3221225472, true);
 
 -- Why the shape:
 -- * part: hashtextextended(key, 0) (a stable hash) for keyed messages, the id

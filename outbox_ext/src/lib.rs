@@ -40,7 +40,7 @@ pgrx::extension_sql_file!("../../sql/views.sql", name = "views");
 pgrx::extension_sql_file!("../../sql/admin.sql", requires = [clock::now_sql, "views"]);
 pgrx::extension_sql_file!(
     "../../sql/rotation.sql",
-    requires = [clock::now_sql, api::rotation::_next_xid]
+    requires = [clock::now_sql, api::rotation::_next_xid, "views"]
 );
 pgrx::extension_sql_file!("../../sql/claim.sql", requires = [api::claim::claim]);
 pgrx::extension_sql_file!("../../sql/grants.sql", finalize);

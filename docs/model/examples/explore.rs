@@ -3,7 +3,7 @@
 //!   <txns e.g. "K,-;K"> <abortable bits> <relays> <crashes 0/1> <partitions>
 //!   <segments> <switches> [max unique states]`
 
-use outbox_protocol_model::state::{Config, RotationRule, Variant};
+use outbox_protocol_model::state::{Config, OwnXid, RotationRule, Variant};
 use outbox_protocol_model::ProtocolModel;
 use stateright::{Checker, Model};
 use std::time::Instant;
@@ -28,6 +28,8 @@ fn main() {
         max_switches: num(6),
         variant: Variant::Design,
         rotation: RotationRule::Design,
+        consumer: None,
+        own_xid: OwnXid::Listed,
     };
     let cap: usize = a.get(7).and_then(|x| x.parse().ok()).unwrap_or(3_000_000);
     let started = Instant::now();

@@ -11,7 +11,7 @@
 //! before.
 
 use crate::state::{
-    Claim, Config, Held, Lease, Phase, Side, State, Variant, CAUSAL, PHANTOM, SEEN_DEAD,
+    Claim, Config, Held, Lease, OwnXid, Phase, Side, State, Variant, CAUSAL, PHANTOM, SEEN_DEAD,
     SEEN_DIVERT, SEEN_LATE, SEEN_MOVED,
 };
 use crate::window;
@@ -51,6 +51,31 @@ pub fn lock(cfg: &Config, s: &mut State, r: u8, part: u8) {
         // is fixed by `snap_hi`), so lock, read and lease are one step.
         finish(cfg, s, r, part, None);
     }
+}
+
+/// A claim made inside transaction `own` (it has an xid: it wrote before),
+/// through relay `r`: lock, I, X, S and the read in one step (the consumer
+/// is one session; what others do between its statements is covered by
+/// the relays' claims), with S the transaction's own snapshot, which
+/// PostgreSQL gives without `own`. The partition stays locked until the
+/// transaction ends (producer.rs), and so does its lease row.
+pub fn claim_in_transaction(cfg: &Config, s: &mut State, r: u8, part: u8, own: u8) {
+    let opening = cfg.variant != Variant::IdCursor && s.parts[usize::from(part)].window_done;
+    let c = opening.then(|| {
+        let snap = s.pg.snapshot_of(own);
+        Claim {
+            part,
+            phase: Phase::ReadWindow,
+            i: s.pg.last_id,
+            x: s.pg.next_xid,
+            s: match cfg.own_xid {
+                OwnXid::Listed => snap.listing(own),
+                OwnXid::Unlisted => snap,
+            },
+        }
+    });
+    finish(cfg, s, r, part, c);
+    s.parts[usize::from(part)].locked = true;
 }
 
 /// A partition whose batch lease expired and that no claim has locked.

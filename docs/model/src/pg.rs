@@ -43,6 +43,18 @@ impl Snapshot {
         xid < self.xmax && !self.in_xip(xid)
     }
 
+    /// `outbox._window_snapshot(snap)` for a claim in transaction `own`
+    /// (0: none): `own` listed as running, as schema.sql does. PostgreSQL
+    /// never lists a backend's own xid in its snapshot, so without this a
+    /// window counts the claiming transaction as ended once any later xid
+    /// has ended.
+    pub fn listing(mut self, own: Xid) -> Snapshot {
+        if own != 0 && own < self.xmax {
+            self.xip |= bit(own);
+        }
+        self
+    }
+
     /// `pg_snapshot_xmin(snap)`: the lowest xid in `xip`, or `xmax`. Every
     /// xid below it had ended when the snapshot was taken.
     pub fn xmin(&self) -> Xid {
@@ -112,11 +124,18 @@ impl Pg {
         self.status(xid) == TxStatus::Running
     }
 
-    /// `pg_current_snapshot()` (GetSnapshotData).
+    /// `pg_current_snapshot()` (GetSnapshotData) of a session without an
+    /// xid.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_of(0)
+    }
+
+    /// `pg_current_snapshot()` in transaction `own`: GetSnapshotData skips
+    /// the backend's own xid, so it is in no `xip`.
+    pub fn snapshot_of(&self, own: Xid) -> Snapshot {
         let xmax = self.latest_completed + 1;
         let xip = (1..xmax)
-            .filter(|&x| self.running(x))
+            .filter(|&x| x != own && self.running(x))
             .fold(0u16, |acc, x| acc | bit(x));
         Snapshot { xmax, xip }
     }
@@ -156,6 +175,18 @@ mod tests {
         assert_eq!(pg.snapshot().xmin(), a);
         pg.end(a, true);
         assert_eq!(pg.snapshot().xmin(), 3);
+    }
+
+    #[test]
+    fn the_own_xid_is_in_no_snapshot_until_listed() {
+        let mut pg = Pg::default();
+        let own = pg.assign_xid();
+        let other = pg.assign_xid();
+        pg.end(other, true);
+        let snap = pg.snapshot_of(own);
+        assert!(snap.shows_ended(own), "PostgreSQL's snapshot: looks ended");
+        assert!(!snap.listing(own).shows_ended(own));
+        assert!(snap.listing(own).in_xip(own));
     }
 
     #[test]

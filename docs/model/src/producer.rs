@@ -6,8 +6,11 @@
 //! In enqueue.sql the three happen in one statement in that order (the xid
 //! in an `OFFSET 0` subquery); here they are separate steps, which only adds
 //! interleavings. It may abort at any point, and commits after its last
-//! message.
+//! message. The consumer (`Config::consumer`) may also claim once it has
+//! its xid, before its next message, and holds the partition locked until
+//! it commits.
 
+use crate::claim;
 use crate::state::{Config, Ghost, RotationRule, Row, State};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,6 +20,8 @@ pub enum Step {
     Insert,
     Commit,
     Abort,
+    /// The consumer's claim of this partition, in its transaction.
+    Claim(u8),
 }
 
 /// What producer `t` can do next.
@@ -36,6 +41,14 @@ pub fn steps(cfg: &Config, s: &State, t: usize, out: &mut Vec<Step>) {
             out.push(Step::Begin);
         }
     } else if p.sent < total {
+        let session = cfg.relays.saturating_sub(1);
+        if cfg.consumer == Some(t as u8) && p.claimed.is_none() && claim::relay_idle(s, session) {
+            for part in 0..cfg.partitions {
+                if claim::can_lock(s, part) {
+                    out.push(Step::Claim(part));
+                }
+            }
+        }
         match p.seg {
             None if rotating => out.push(Step::ReadSegment),
             // TRUNCATE's ACCESS EXCLUSIVE lock makes a writer of that
@@ -70,11 +83,19 @@ pub fn step(cfg: &Config, s: &mut State, t: usize, step: Step) {
             s.prods[t].seg = Some(seg);
         }
         Step::Insert => insert(cfg, s, t),
+        Step::Claim(part) => {
+            let session = cfg.relays.saturating_sub(1);
+            claim::claim_in_transaction(cfg, s, session, part, s.prods[t].xid);
+            s.prods[t].claimed = Some(part);
+        }
         Step::Commit | Step::Abort => {
             let p = &mut s.prods[t];
             p.done = true;
             if p.xid != 0 {
                 s.pg.end(p.xid, step == Step::Commit);
+            }
+            if let Some(part) = p.claimed {
+                s.parts[usize::from(part)].locked = false;
             }
         }
     }

@@ -39,6 +39,19 @@ pub enum RotationRule {
     SegmentFromRow,
 }
 
+/// Which snapshot a window is opened with, for a claim made inside a
+/// transaction that has an xid (a consumer that wrote, claims, and enqueues
+/// a follow-up before it commits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnXid {
+    /// `outbox._window_snapshot(pg_current_snapshot())`: the claiming
+    /// transaction's own xid listed as running (window_open.sql).
+    Listed,
+    /// Control (g): `pg_current_snapshot()` as it is, which never lists the
+    /// backend's own xid.
+    Unlisted,
+}
+
 /// The bounds and the rules.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -66,6 +79,12 @@ pub struct Config {
     pub max_switches: u8,
     pub variant: Variant,
     pub rotation: RotationRule,
+    /// The producer transaction (index into `txns`) that also claims, once
+    /// it has its xid and before its next message: through the last relay,
+    /// whose batch it then holds (settled after the commit). Never
+    /// abortable (its claim's writes would roll back with it).
+    pub consumer: Option<u8>,
+    pub own_xid: OwnXid,
 }
 
 impl Config {
@@ -147,6 +166,9 @@ pub struct Prod {
     /// The segment read for the next insert.
     pub seg: Option<u8>,
     pub done: bool,
+    /// The partition this transaction claimed from (`Config::consumer`):
+    /// locked until it ends.
+    pub claimed: Option<u8>,
 }
 
 /// What a relay believes it holds.
@@ -317,6 +339,7 @@ impl State {
                     sent: 0,
                     seg: None,
                     done: false,
+                    claimed: None,
                 };
                 cfg.txns.len()
             ],

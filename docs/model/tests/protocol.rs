@@ -6,8 +6,8 @@
 use outbox_protocol_model::check::{bfs, shortest};
 use outbox_protocol_model::properties::{CAUSAL_ORDER, NOTHING_LOST, ROTATION};
 use outbox_protocol_model::state::{
-    Config, RotationRule, Variant, SEEN_DEAD, SEEN_DIVERT, SEEN_LATE, SEEN_MOVED, SEEN_RECONCILE,
-    SEEN_STALE_SETTLE, SEEN_TRUNCATE,
+    Config, OwnXid, RotationRule, Variant, SEEN_DEAD, SEEN_DIVERT, SEEN_LATE, SEEN_MOVED,
+    SEEN_RECONCILE, SEEN_STALE_SETTLE, SEEN_TRUNCATE,
 };
 use outbox_protocol_model::ProtocolModel;
 use stateright::Checker;
@@ -36,6 +36,8 @@ fn keys_and_leases(variant: Variant) -> Config {
         max_switches: 0,
         variant,
         rotation: RotationRule::Design,
+        consumer: None,
+        own_xid: OwnXid::Listed,
     }
 }
 
@@ -55,6 +57,8 @@ fn rotation(rule: RotationRule) -> Config {
         max_switches: SWITCHES,
         variant: Variant::Design,
         rotation: rule,
+        consumer: None,
+        own_xid: OwnXid::Listed,
     }
 }
 
@@ -72,6 +76,32 @@ fn two_on_one_key(variant: Variant) -> Config {
         max_switches: 0,
         variant,
         rotation: RotationRule::Design,
+        consumer: None,
+        own_xid: OwnXid::Listed,
+    }
+}
+
+/// A consumer that writes, claims and then enqueues a follow-up in one
+/// transaction, next to a producer whose commit can come between its xid
+/// and its claim's snapshot; two relays (the second is the consumer's
+/// session), one partition. Found in the clean-clone run of session 3 as a
+/// lost follow-up (tests/tests/it/claim.rs,
+/// a_transaction_that_claims_then_enqueues_loses_nothing).
+fn consumer_writes(own_xid: OwnXid) -> Config {
+    Config {
+        txns: vec![vec![None], vec![None]],
+        abortable: 0b01,
+        relays: 2,
+        crashes: false,
+        partitions: 1,
+        segments: 0,
+        batch_size: 2,
+        max_attempts: 2,
+        max_switches: 0,
+        variant: Variant::Design,
+        rotation: RotationRule::Design,
+        consumer: Some(1),
+        own_xid,
     }
 }
 
@@ -151,6 +181,25 @@ fn control_c_fresh_branch_split_at_xmax_instead_of_xid_lo_loses_a_message() {
     counterexample(
         "control (c) xmax bound",
         two_on_one_key(Variant::XmaxBound),
+        NOTHING_LOST,
+    );
+}
+
+#[test]
+fn the_implemented_protocol_keeps_all_five_properties_for_a_consumer_that_claims_and_enqueues() {
+    let seen = SEEN_LATE;
+    bfs(
+        "consumer writes, claims, enqueues",
+        model(consumer_writes(OwnXid::Listed), seen),
+    )
+    .assert_properties();
+}
+
+#[test]
+fn control_g_a_window_that_does_not_list_the_claimer_loses_its_follow_up() {
+    counterexample(
+        "control (g) own xid unlisted",
+        consumer_writes(OwnXid::Unlisted),
         NOTHING_LOST,
     );
 }

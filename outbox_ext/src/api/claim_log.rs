@@ -66,9 +66,6 @@ static TAKE: Query = Query {
     ],
 };
 
-/// outbox.partitions has this many rows (enqueue.sql's `& 15`).
-const PARTITIONS: usize = 16;
-
 /// Reads of one partition per claim: a read whose rows were all diverted
 /// reads on, up to this many times, before the claim moves to the next
 /// partition (the cursor is saved either way).
@@ -135,7 +132,8 @@ pub(crate) fn claim(
     let mut tried: Vec<i16> = Vec::new();
     let mut left = room;
     let mut bounds = None;
-    while left > 0 && tried.len() < PARTITIONS {
+    // Ends when no untried partition has work (lock_partition: None).
+    while left > 0 {
         let Some(p) = lock_partition(client, lease.now, &tried)? else {
             break;
         };

@@ -14,6 +14,7 @@ mod examples;
 mod fail;
 mod kafka;
 mod nats;
+mod partitions;
 mod peers;
 mod per_key_order;
 mod privileges;

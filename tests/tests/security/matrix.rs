@@ -43,6 +43,7 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox.purge_dead(bigint[])", A),
     ("outbox.purge_dead_topic(text,interval)", A),
     ("outbox.rotate()", A),
+    ("outbox.set_partitions(integer)", A),
     // Granting: the extension owner and superusers only.
     ("outbox.grant_producer(regrole)", NOBODY),
     ("outbox.grant_relay(regrole)", NOBODY),

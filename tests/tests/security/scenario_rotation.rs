@@ -193,4 +193,28 @@ pub(crate) async fn rotation(su: &Client, a: &Client) {
         r.get::<_, bool>(0),
         "no message left behind, no dead letter made"
     );
+
+    // set_partitions, with the log empty: shrink and grow back; a keyed
+    // message afterwards lands in the new range and is delivered.
+    for (n, before) in [(4, PARTITIONS as i32), (PARTITIONS as i32, 4)] {
+        let old: i32 = one(a, "SELECT outbox.set_partitions($1)", &[&n])
+            .await
+            .get(0);
+        assert_eq!(old, before, "set_partitions({n}) returns the old count");
+        let parts: i64 = one(su, "SELECT count(*) FROM outbox.partitions", &[])
+            .await
+            .get(0);
+        assert_eq!(parts, i64::from(n), "set_partitions({n}) left {n} rows");
+        let id: i64 = one(a, "SELECT outbox.enqueue('orders', '{}', key => 'k')", &[])
+            .await
+            .get(0);
+        let part: i16 = one(su, "SELECT part FROM outbox.log WHERE id = $1", &[&id])
+            .await
+            .get(0);
+        assert!(
+            i32::from(part) < n,
+            "a message after set_partitions({n}) is in part {part}"
+        );
+        assert_eq!(drain(a).await, vec![id], "and is delivered");
+    }
 }

@@ -37,8 +37,9 @@ const SCENARIO_COVERS: &[&str] = &[
     "requeue_dead_topic",
     "purge_dead",
     "purge_dead_topic",
-    // scenario_rotation.rs: report, switch and truncate.
+    // scenario_rotation.rs: report, switch and truncate, then a new count.
     "rotate",
+    "set_partitions",
     // Internal (nobody may EXECUTE it): run by rotate() and by every claim.
     "_rotate",
 ];
