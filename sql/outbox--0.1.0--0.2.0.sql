@@ -197,12 +197,10 @@ SELECT l.id, l.topic, l.key, l.payload, l.headers, l.created_at, l.deliver_at,
        NULL::text AS last_error,
        'log'::text AS place
 FROM outbox.log AS l
--- LEFT: before the first claim the partition rows do not exist yet. A
--- row of a partition beyond the count has none either: set_partitions()
--- removed it, and only with everything in it finished.
+-- LEFT: before the first claim the partition rows do not exist yet (nor,
+-- for a moment, after set_partitions() raised the count).
 LEFT JOIN outbox.partitions AS p ON p.part = l.part
-WHERE (p.part IS NULL
-       AND l.part < (SELECT s.last_value / 3221225472 FROM outbox.log_segment AS s))
+WHERE p.part IS NULL
    OR l.id = ANY (p.deferred)
    -- a batch can hold messages of an earlier window (handed out from
    -- deferred, or read before the claim opened the next window)
@@ -285,14 +283,15 @@ BEGIN
     -- The bookkeeping rows, on first use (schema.sql says why not at
     -- install). A partition's first window starts at "nothing committed
     -- yet": '1:1:' sees no transaction, id 0 and xid 0 bound nothing.
-    -- Counted first: an INSERT ... ON CONFLICT waits for any transaction
+    -- Looked up first: an INSERT ... ON CONFLICT waits for any transaction
     -- that has a partition row updated and not yet committed (a relay's
-    -- open complete), so it runs only while rows are missing. Only when
-    -- there are none: outbox.set_partitions() adds rows itself, with a
-    -- window that starts at its snapshot (a '1:1:' window would hand out
-    -- again what a partition of that number held before a shrink).
+    -- open complete), so it runs only while rows are missing. Rows are
+    -- never removed (set_partitions says why), so they are always
+    -- 0 .. the highest count ever, and the last one's probe is enough; a
+    -- missing row never had a message consumed, so its window starts from
+    -- the beginning.
     SELECT (s.last_value / 3221225472)::integer INTO parts FROM outbox.log_segment AS s;
-    PERFORM 1 FROM outbox.partitions LIMIT 1;
+    PERFORM 1 FROM outbox.partitions AS p WHERE p.part = parts - 1;
     IF NOT FOUND THEN
         INSERT INTO outbox.partitions
             (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo)
@@ -411,8 +410,8 @@ COMMENT ON FUNCTION outbox.rotate() IS
     'Switch and truncate log segments now if they are due (claim() does this by itself), and show each segment''s state and size.';
 
 -- outbox.set_partitions(n): how many partitions the log has, the cap on how
--- many batches from the log are out at once (docs/storage.md, "Partitions
--- and windows"). Returns the previous count.
+-- many batches from the log are out at once (docs/storage.md, "The log").
+-- Returns the previous count.
 --
 -- Why the rules:
 -- * A keyed message's partition is its key's hash modulo the count, so a
@@ -425,17 +424,22 @@ COMMENT ON FUNCTION outbox.rotate() IS
 -- * LOCK ... IN SHARE MODE waits for every transaction that wrote the log
 --   to end and keeps producers out until this one ends, so nothing is
 --   written under the old count after the check. Producers wait for the
---   call, they do not fail. The segments' first row (rotation's lock) and
---   the partition rows FOR UPDATE wait for a rotation, claims and settles
---   in flight; claims arriving meanwhile skip the partitions.
--- * A new partition row starts with a used-up window at this call's
---   snapshot, so its first window holds only what commits later: a
---   partition of that number that existed before a shrink left rows in the
---   log, finished, and they stay finished. With the log this quiet, any
---   order of reading the id, the xid and the snapshot is a valid window
---   bound (no producer is between them).
--- * The count is written last, by setval() (not transactional, so nothing
---   after it may fail but the commit).
+--   call, they do not fail; so the wait for the lock is bounded (2 s), or
+--   an idle producer transaction would hold every producer up behind it.
+-- * Partition rows are never removed, and _rotate() creates missing ones
+--   from the start of time: a partition beyond a smaller count keeps its
+--   row (finished, idle, its window moved on by rotation) and resumes from
+--   it if the count grows again, and a partition that never had a row
+--   never had a message consumed. So no row depends on this call's
+--   transaction, and a call that fails after setval() (which no rollback
+--   undoes) leaves nothing to repair.
+-- * Segment row 0 is locked first (through _rotate(), which creates it on
+--   first use): rotation's switch is a nextval() of the same sequence, and
+--   the read and setval() here must not straddle one. Rotation takes that
+--   row with SKIP LOCKED, so a claim inside a producing transaction never
+--   waits for it (taken after the log lock, the two could deadlock). The
+--   partition rows are not locked: a claim or settle in flight can only
+--   finish messages, never make one unfinished.
 CREATE FUNCTION outbox.set_partitions(partitions integer) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -444,8 +448,7 @@ DECLARE
     layout bigint;
     old integer;
     waiting record;
-    issued bigint;
-    next_xid xid8;
+    caller_lock_timeout text := current_setting('lock_timeout');
 BEGIN
     IF partitions IS NULL THEN
         RAISE EXCEPTION 'partitions must not be NULL'
@@ -462,9 +465,21 @@ BEGIN
             USING ERRCODE = 'active_sql_transaction',
                   HINT = 'It checks what has committed after waiting for producers; call it outside REPEATABLE READ and SERIALIZABLE transactions.';
     END IF;
-    LOCK TABLE outbox.log IN SHARE MODE;
+    IF (SELECT s.last_value / 3221225472 FROM outbox.log_segment AS s) = partitions THEN
+        RETURN partitions;
+    END IF;
+
+    PERFORM outbox._rotate();
     PERFORM 1 FROM outbox.segments AS g WHERE g.seg = 0 FOR UPDATE;
-    PERFORM 1 FROM outbox.partitions AS p ORDER BY p.part FOR UPDATE;
+    BEGIN
+        PERFORM set_config('lock_timeout', '2s', true);
+        LOCK TABLE outbox.log IN SHARE MODE;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE EXCEPTION 'a transaction that wrote to the outbox has been open for more than 2 seconds'
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'set_partitions waits for producers in flight and holds new ones meanwhile; find the long transaction in pg_stat_activity (or pg_locks on outbox.log) and call again once it ended.';
+    END;
+    PERFORM set_config('lock_timeout', caller_lock_timeout, true);
     SELECT count(*) AS n, min(m.id) AS oldest INTO waiting
     FROM outbox.messages AS m WHERE m.place = 'log';
     IF waiting.n > 0 THEN
@@ -476,28 +491,16 @@ BEGIN
 
     SELECT s.last_value INTO layout FROM outbox.log_segment AS s;
     old := (layout / 3221225472)::integer;
-    IF partitions = old THEN
-        RETURN old;
-    END IF;
-    DELETE FROM outbox.partitions AS p WHERE p.part >= partitions;
-    -- Before the first claim there are no rows yet, and _rotate() creates
-    -- them with a window from the start (the log holds nothing finished).
-    IF EXISTS (SELECT 1 FROM outbox.partitions) THEN
-        issued := (SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END FROM outbox.message_id AS q);
-        next_xid := outbox._next_xid()::text::xid8;
-        INSERT INTO outbox.partitions
-            (part, snap_lo, snap_hi, id_lo, xid_lo, id_hi, next_id_lo, next_xid_lo, window_done)
-        SELECT n, s.snap, s.snap, issued, next_xid, issued, issued, next_xid, true
-        FROM generate_series(old, partitions - 1) AS n,
-             (SELECT outbox._window_snapshot(pg_current_snapshot()) AS snap) AS s;
-    END IF;
+    -- Takes effect at once; missing partition rows come with the next
+    -- _rotate() (any claim's, within a second).
     PERFORM setval('outbox.log_segment', partitions * 3221225472 + layout % 3221225472, true);
+    PERFORM outbox._rotate();
     RETURN old;
 END;
 $$;
 
 COMMENT ON FUNCTION outbox.set_partitions(integer) IS
-    'Change how many partitions the log has (the cap on batches out at once; 16 by default) while the log holds nothing unfinished. Returns the previous count.';
+    'Change how many partitions the log has (the cap on batches out at once; 16 by default) while the log holds nothing unfinished. Takes effect at once, also if the calling transaction rolls back. Returns the previous count.';
 
 -- Functions whose SQL changed (admin.sql, grants.sql).
 CREATE OR REPLACE FUNCTION outbox.stats()

@@ -20,12 +20,10 @@ SELECT l.id, l.topic, l.key, l.payload, l.headers, l.created_at, l.deliver_at,
        NULL::text AS last_error,
        'log'::text AS place
 FROM outbox.log AS l
--- LEFT: before the first claim the partition rows do not exist yet. A
--- row of a partition beyond the count has none either: set_partitions()
--- removed it, and only with everything in it finished.
+-- LEFT: before the first claim the partition rows do not exist yet (nor,
+-- for a moment, after set_partitions() raised the count).
 LEFT JOIN outbox.partitions AS p ON p.part = l.part
-WHERE (p.part IS NULL
-       AND l.part < (SELECT s.last_value / 3221225472 FROM outbox.log_segment AS s))
+WHERE p.part IS NULL
    OR l.id = ANY (p.deferred)
    -- a batch can hold messages of an earlier window (handed out from
    -- deferred, or read before the claim opened the next window)

@@ -4,7 +4,7 @@
 -- the old token) before anything is claimed, so this very claim can hand
 -- them out there — one at a time, as suspects (claim_side.sql). SKIP
 -- LOCKED: a partition another claim is looking at is that claim's to
--- recover. Reads at most 16 rows.
+-- recover. Reads at most one row per partition.
 SELECT p.lease_token, p.batch
 FROM outbox.partitions AS p
 WHERE p.lease_expires_at <= $1::timestamptz AND cardinality(p.batch) > 0

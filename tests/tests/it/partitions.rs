@@ -90,12 +90,12 @@ async fn keys_spread_over_the_new_count_and_nothing_comes_back_after_a_shrink_an
     assert_eq!(parts_of(&c, &sent).await, (16, 15));
 
     assert_eq!(set_partitions(&c, 4).await, 16, "returns the old count");
-    assert_eq!(count(&c, "SELECT count(*) FROM outbox.partitions").await, 4);
     assert_eq!(
-        count(&c, "SELECT count(*) FROM outbox.messages").await,
-        0,
-        "the finished rows of the removed partitions are not unfinished"
+        count(&c, "SELECT count(*) FROM outbox.partitions").await,
+        16,
+        "partition rows are never removed"
     );
+    assert_eq!(count(&c, "SELECT count(*) FROM outbox.messages").await, 0);
     let sent = fill(&c, 100, 2).await;
     assert_eq!(
         parts_of(&c, &sent).await,
@@ -108,30 +108,74 @@ async fn keys_spread_over_the_new_count_and_nothing_comes_back_after_a_shrink_an
     // before the shrink (finished, still in the log) are not handed out
     // again.
     assert_eq!(set_partitions(&c, 16).await, 4);
+    assert_eq!(count(&c, "SELECT count(*) FROM outbox.messages").await, 0);
+    let sent = fill(&c, 100, 2).await;
+    assert_eq!(parts_of(&c, &sent).await, (16, 15));
+    assert_delivered(&sent, &drain(&c).await);
+    assert_eq!(set_partitions(&c, 16).await, 16, "the same count: a no-op");
+
+    // Up to 32: partitions 16..31 never had a row, and get one.
+    assert_eq!(set_partitions(&c, 32).await, 16);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM outbox.partitions").await,
+        32
+    );
+    let sent = fill(&c, 200, 2).await;
+    assert_eq!(parts_of(&c, &sent).await, (32, 31));
+    assert_delivered(&sent, &drain(&c).await);
+}
+
+/// The count is a sequence value: a rollback does not undo it, and the
+/// partition rows the call created roll back. The next claim creates them
+/// again, and nothing written under the new count is stranded.
+#[tokio::test]
+async fn a_rolled_back_call_leaves_the_new_count_and_nothing_stranded() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    assert!(claim(&c, "relay", 1).await.is_empty(), "rows exist");
+    c.batch_execute("BEGIN; SELECT outbox.set_partitions(24); ROLLBACK")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&c, "SELECT last_value / 3221225472 FROM outbox.log_segment").await,
+        24
+    );
     assert_eq!(
         count(&c, "SELECT count(*) FROM outbox.partitions").await,
         16
     );
-    assert_eq!(count(&c, "SELECT count(*) FROM outbox.messages").await, 0);
-    let sent = fill(&c, 100, 2).await;
-    assert_delivered(&sent, &drain(&c).await);
-    assert_eq!(set_partitions(&c, 16).await, 16, "the same count: a no-op");
+    let sent = fill(&c, 200, 1).await;
+    assert_eq!(parts_of(&c, &sent).await, (24, 23));
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM outbox.messages").await,
+        200,
+        "messages of the partitions without a row count as unfinished"
+    );
+    // The relay's first claim in a backend runs _rotate(), which creates
+    // the missing rows from the beginning.
+    assert_delivered(&sent, &drain(&db.client().await).await);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM outbox.partitions").await,
+        24
+    );
 }
 
 #[tokio::test]
 async fn the_count_is_kept_before_the_first_claim_too() {
     let db = TestDb::new().await;
     let c = db.client().await;
+    let sent = fill(&c, 10, 1).await;
+    // Nothing was ever claimed, so nothing is finished: refused.
+    let e = c
+        .query_one("SELECT outbox.set_partitions(2)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "55000", "{e:?}");
+    assert_delivered(&sent, &drain(&c).await);
     assert_eq!(set_partitions(&c, 2).await, 16);
-    assert_eq!(
-        count(&c, "SELECT count(*) FROM outbox.partitions").await,
-        0,
-        "rows come with the first claim"
-    );
     let sent = fill(&c, 10, 2).await;
     assert_eq!(parts_of(&c, &sent).await, (2, 1));
     assert_delivered(&sent, &drain(&c).await);
-    assert_eq!(count(&c, "SELECT count(*) FROM outbox.partitions").await, 2);
 }
 
 #[tokio::test]
@@ -214,10 +258,15 @@ async fn a_producer_in_flight_is_waited_for_and_its_message_counted() {
         .unwrap()
         .get(0);
     let call = tokio::spawn(async move {
-        admin
+        let result = admin
             .query_one("SELECT outbox.set_partitions(1)", &[])
             .await
-            .map(|r| r.get::<_, i32>(0))
+            .map(|r| r.get::<_, i32>(0));
+        // The error arrives before the backend has rolled back (and let go
+        // of the partition rows its _rotate() locked): the next statement's
+        // answer comes after that.
+        admin.batch_execute("SELECT 1").await.unwrap();
+        result
     });
     // set_partitions waits for the producer.
     wait_until(MUST_HAPPEN, || async {
@@ -238,6 +287,48 @@ async fn a_producer_in_flight_is_waited_for_and_its_message_counted() {
         count(&watcher, "SELECT count(*) FROM outbox.partitions").await,
         16
     );
+    assert_eq!(
+        count(
+            &watcher,
+            "SELECT last_value / 3221225472 FROM outbox.log_segment"
+        )
+        .await,
+        16
+    );
     let got = drain(&watcher).await;
     assert_eq!(got, vec![(Some("in-flight".to_owned()), id)]);
+}
+
+/// A producer transaction left open does not hold every producer up behind
+/// the call for ever: the wait for it is bounded.
+#[tokio::test]
+async fn a_producer_left_open_makes_the_call_give_up_with_55p03() {
+    let db = TestDb::new().await;
+    let producer = db.client().await;
+    let admin = db.client().await;
+    producer.batch_execute("BEGIN").await.unwrap();
+    enqueue_keyed(&producer, "orders", "open", 1).await;
+    let e = admin
+        .query_one("SELECT outbox.set_partitions(8)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "55P03", "{e:?}");
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT last_value / 3221225472 FROM outbox.log_segment"
+        )
+        .await,
+        16
+    );
+    let lock_timeout: String = admin
+        .query_one("SHOW lock_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        lock_timeout, "0",
+        "the caller's lock_timeout is left as it was"
+    );
+    producer.batch_execute("COMMIT").await.unwrap();
 }
