@@ -85,11 +85,14 @@ BEGIN
         SET snap_lo = p.snap_hi,
             id_lo = p.next_id_lo,
             xid_lo = p.next_xid_lo,
-            snap_hi = outbox._window_snapshot(pg_current_snapshot()),
+            snap_hi = w.snap,
             id_hi = (SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END FROM outbox.message_id AS q),
             late = '{}',
             cursor_id = 0,
             batch_end = 0
+        -- Once per statement (OFFSET 0 keeps it from being pulled into
+        -- every row's SET list).
+        FROM (SELECT outbox._window_snapshot(pg_current_snapshot()) AS snap OFFSET 0) AS w
         WHERE p.part = ANY (idle)
           AND NOT EXISTS (
               SELECT 1 FROM outbox.log AS l

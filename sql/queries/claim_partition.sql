@@ -1,5 +1,6 @@
--- outbox.claim(), the log: pick and lock one partition to read from.
--- $1 now timestamptz, $2 tried smallint[] (partitions this call already read)
+-- outbox.claim(), the log: pick and lock the next partitions to read from.
+-- $1 now timestamptz, $2 tried smallint[] (partitions this call already
+-- locked), $3 how many at most integer
 --
 -- Why this shape (docs/storage.md, "Claim"):
 -- * A partition is free when it has no lease or its lease expired. One relay
@@ -33,6 +34,11 @@ WHERE (p.lease_token IS NULL OR p.lease_expires_at <= $1::timestamptz)
            SELECT 1 FROM outbox.log AS l
            WHERE l.part = p.part
              AND l.xid = ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip(p.snap_hi)))))
+-- * A few at a time: the statement evaluates the work probes of every free
+--   partition before it sorts, so taking one per call made a claim under
+--   steady load (work in most partitions, a few messages each) pay it 16
+--   times: 0.56 ms a call, 6 calls a claim (pg_stat_statements, 2000/s).
+--   Not all at once: a second relay's claim meanwhile takes the others.
 ORDER BY p.claimed_at NULLS FIRST, p.part
-LIMIT 1
+LIMIT $3::integer
 FOR UPDATE SKIP LOCKED

@@ -20,7 +20,10 @@
 -- * A pair (id_lo, xid_lo) read in that order is valid for any later
 --   window, just less tight; outbox._rotate() reuses an old one.
 -- * outbox._window_snapshot() lists this transaction's own xid as running
---   (schema.sql says why: a consumer's follow-up was lost otherwise).
+--   (schema.sql says why: a consumer's follow-up was lost otherwise). It is
+--   taken once, in s: OFFSET 0 keeps the planner from pulling s up into
+--   the late list's filter, where it ran once per candidate (0.3 of a
+--   0.9 ms opening, EXPLAIN ANALYZE under steady load).
 -- * pg_current_snapshot() is the statement's snapshot: claim() runs only
 --   at READ COMMITTED, where each statement takes a fresh one.
 UPDATE outbox.partitions AS p
@@ -44,5 +47,5 @@ SET snap_lo = p.snap_hi,
     cursor_id = 0,
     batch_end = 0,
     window_done = false
-FROM (SELECT outbox._window_snapshot(pg_catalog.pg_current_snapshot()) AS snap) AS s
+FROM (SELECT outbox._window_snapshot(pg_catalog.pg_current_snapshot()) AS snap OFFSET 0) AS s
 WHERE p.part = $1::smallint

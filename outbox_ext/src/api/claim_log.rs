@@ -21,10 +21,15 @@ static EXPIRED_BATCHES: Query = Query {
     args: &[TIMESTAMPTZ],
 };
 
-static LOCK_PARTITION: Query = Query {
+static LOCK_PARTITIONS: Query = Query {
     sql: include_str!("../../../sql/queries/claim_partition.sql"),
-    args: &[TIMESTAMPTZ, INT2_ARRAY],
+    args: &[TIMESTAMPTZ, INT2_ARRAY, INT4],
 };
+
+/// Partitions one claim_partition.sql statement locks at most (it says why
+/// a few): a claim reads them one after another, and those it has no room
+/// left for stay locked, untouched, until it commits.
+const LOCK_AT_ONCE: i32 = 4;
 
 static OPEN_WINDOW: Query = Query {
     sql: include_str!("../../../sql/queries/window_open.sql"),
@@ -130,14 +135,18 @@ pub(crate) fn claim(
     out: &mut Vec<Row>,
 ) -> Result<(), OutboxError> {
     let mut tried: Vec<i16> = Vec::new();
+    let mut locked = std::collections::VecDeque::new();
     let mut left = room;
     let mut bounds = None;
-    // Ends when no untried partition has work (lock_partition: None).
     while left > 0 {
-        let Some(p) = lock_partition(client, lease.now, &tried)? else {
+        if locked.is_empty() {
+            locked = lock_partitions(client, lease.now, &tried)?;
+            tried.extend(locked.iter().map(|p| p.part));
+        }
+        // None left: no untried partition has work.
+        let Some(p) = locked.pop_front() else {
             break;
         };
-        tried.push(p.part);
         if p.window_done && bounds.is_none() {
             bounds = Some(window_bounds(client)?);
         }
@@ -146,25 +155,25 @@ pub(crate) fn claim(
     Ok(())
 }
 
-fn lock_partition(
+fn lock_partitions(
     client: &mut SpiClient<'_>,
     now: TimestampWithTimeZone,
     tried: &[i16],
-) -> Result<Option<Locked>, OutboxError> {
-    let args: [DatumWithOid; 2] = [now.into(), tried.to_vec().into()];
-    Ok(LOCK_PARTITION.run(client, &args, |t| {
-        if t.is_empty() {
-            return Ok(None);
+) -> Result<std::collections::VecDeque<Locked>, OutboxError> {
+    let args: [DatumWithOid; 3] = [now.into(), tried.to_vec().into(), LOCK_AT_ONCE.into()];
+    Ok(LOCK_PARTITIONS.run(client, &args, |t| {
+        let mut locked = std::collections::VecDeque::new();
+        for row in t {
+            locked.push_back(Locked {
+                part: row.get::<i16>(1)?.unwrap_or_default(),
+                window_done: row.get::<bool>(2)?.unwrap_or(true),
+                expired_token: row.get::<Uuid>(3)?,
+                batch: row.get::<Vec<i64>>(4)?.unwrap_or_default(),
+                position: row.get::<i64>(5)?.unwrap_or_default(),
+                deferred: row.get::<Vec<i64>>(6)?.unwrap_or_default(),
+            });
         }
-        let row = t.first();
-        Ok(Some(Locked {
-            part: row.get::<i16>(1)?.unwrap_or_default(),
-            window_done: row.get::<bool>(2)?.unwrap_or(true),
-            expired_token: row.get::<Uuid>(3)?,
-            batch: row.get::<Vec<i64>>(4)?.unwrap_or_default(),
-            position: row.get::<i64>(5)?.unwrap_or_default(),
-            deferred: row.get::<Vec<i64>>(6)?.unwrap_or_default(),
-        }))
+        Ok(locked)
     })?)
 }
 

@@ -38,9 +38,10 @@ async fn public_gets_no_privilege_on_any_outbox_object() {
             "SELECT p.oid::regprocedure::text FROM pg_proc p
              WHERE p.pronamespace = 'outbox'::regnamespace
                AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
-               -- outbox.claim()'s body: no SET clause on purpose (sql/claim.sql);
-               -- security/shadowing.rs checks that only the owner may run it.
-               AND p.proname <> '_claim'",
+               -- outbox.claim()'s body and the window snapshot helper: no SET
+               -- clause on purpose (sql/claim.sql, schema.sql);
+               -- security/shadowing.rs checks that only the owner may run them.
+               AND p.proname NOT IN ('_claim', '_window_snapshot')",
             &[],
         )
         .await

@@ -195,10 +195,12 @@ fn plant(s: &str) -> String {
     sql
 }
 
-/// Functions that are the body of a pinned wrapper and run only inside it:
-/// they carry no SET clause on purpose (sql/claim.sql says why), so they
-/// must be SECURITY INVOKER and executable by nobody but their owner.
-const UNPINNED_BODIES: &[&str] = &["_claim"];
+/// Functions that are the body of a pinned wrapper or a helper of pinned
+/// functions and run only inside them: they carry no SET clause on purpose
+/// (sql/claim.sql and schema.sql say why: a SET clause is applied on every
+/// call), so they must be SECURITY INVOKER and executable by nobody but
+/// their owner.
+const UNPINNED_BODIES: &[&str] = &["_claim", "_window_snapshot"];
 
 #[tokio::test]
 async fn unpinned_bodies_are_invoker_and_owner_only() {
@@ -243,6 +245,11 @@ async fn unpinned_bodies_are_invoker_and_owner_only() {
         .query("SELECT * FROM outbox._claim('r', 1, NULL, NULL)", &[])
         .await
         .expect_err("an admin ran outbox._claim()");
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    let e = a
+        .query("SELECT outbox._window_snapshot(pg_current_snapshot())", &[])
+        .await
+        .expect_err("an admin ran outbox._window_snapshot()");
     assert_eq!(sqlstate(&e), "42501", "{e:?}");
 }
 
