@@ -4,8 +4,7 @@
 
 use super::claim::{Lease, Row};
 use super::{
-    detach, max_issued_id, BOOL, INT2, INT2_ARRAY, INT4, INT8, INT8_ARRAY, TEXT, TEXT_ARRAY,
-    TIMESTAMPTZ, UUID,
+    detach, max_issued_id, BOOL, INT2, INT4, INT8, INT8_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID,
 };
 use crate::error::OutboxError;
 use crate::plans::Query;
@@ -21,15 +20,15 @@ static EXPIRED_BATCHES: Query = Query {
     args: &[TIMESTAMPTZ],
 };
 
-static LOCK_PARTITIONS: Query = Query {
-    sql: include_str!("../../../sql/queries/claim_partition.sql"),
-    args: &[TIMESTAMPTZ, INT2_ARRAY, INT4],
+static WITH_WORK: Query = Query {
+    sql: include_str!("../../../sql/queries/partitions_with_work.sql"),
+    args: &[TIMESTAMPTZ],
 };
 
-/// Partitions one claim_partition.sql statement locks at most (it says why
-/// a few): a claim reads them one after another, and those it has no room
-/// left for stay locked, untouched, until it commits.
-const LOCK_AT_ONCE: i32 = 4;
+static LOCK_PARTITION: Query = Query {
+    sql: include_str!("../../../sql/queries/claim_partition.sql"),
+    args: &[INT2, TIMESTAMPTZ],
+};
 
 static OPEN_WINDOW: Query = Query {
     sql: include_str!("../../../sql/queries/window_open.sql"),
@@ -134,18 +133,15 @@ pub(crate) fn claim(
     topics: Option<&[&str]>,
     out: &mut Vec<Row>,
 ) -> Result<(), OutboxError> {
-    let mut tried: Vec<i16> = Vec::new();
-    let mut locked = std::collections::VecDeque::new();
     let mut left = room;
     let mut bounds = None;
-    while left > 0 {
-        if locked.is_empty() {
-            locked = lock_partitions(client, lease.now, &tried)?;
-            tried.extend(locked.iter().map(|p| p.part));
-        }
-        // None left: no untried partition has work.
-        let Some(p) = locked.pop_front() else {
+    for part in partitions_with_work(client, lease.now)? {
+        if left == 0 {
             break;
+        }
+        // Locked by another claim, or taken since the list was read.
+        let Some(p) = lock_partition(client, part, lease.now)? else {
+            continue;
         };
         if p.window_done && bounds.is_none() {
             bounds = Some(window_bounds(client)?);
@@ -155,25 +151,43 @@ pub(crate) fn claim(
     Ok(())
 }
 
-fn lock_partitions(
+/// partitions_with_work.sql: the free partitions that may have work, the
+/// one claimed longest ago first.
+fn partitions_with_work(
     client: &mut SpiClient<'_>,
     now: TimestampWithTimeZone,
-    tried: &[i16],
-) -> Result<std::collections::VecDeque<Locked>, OutboxError> {
-    let args: [DatumWithOid; 3] = [now.into(), tried.to_vec().into(), LOCK_AT_ONCE.into()];
-    Ok(LOCK_PARTITIONS.run(client, &args, |t| {
-        let mut locked = std::collections::VecDeque::new();
+) -> Result<Vec<i16>, OutboxError> {
+    let args: [DatumWithOid; 1] = [now.into()];
+    Ok(WITH_WORK.run(client, &args, |t| {
+        let mut parts = Vec::new();
         for row in t {
-            locked.push_back(Locked {
-                part: row.get::<i16>(1)?.unwrap_or_default(),
-                window_done: row.get::<bool>(2)?.unwrap_or(true),
-                expired_token: row.get::<Uuid>(3)?,
-                batch: row.get::<Vec<i64>>(4)?.unwrap_or_default(),
-                position: row.get::<i64>(5)?.unwrap_or_default(),
-                deferred: row.get::<Vec<i64>>(6)?.unwrap_or_default(),
-            });
+            if let Some(part) = row.get::<i16>(1)? {
+                parts.push(part);
+            }
         }
-        Ok(locked)
+        Ok(parts)
+    })?)
+}
+
+fn lock_partition(
+    client: &mut SpiClient<'_>,
+    part: i16,
+    now: TimestampWithTimeZone,
+) -> Result<Option<Locked>, OutboxError> {
+    let args: [DatumWithOid; 2] = [part.into(), now.into()];
+    Ok(LOCK_PARTITION.run(client, &args, |t| {
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let row = t.first();
+        Ok(Some(Locked {
+            part: row.get::<i16>(1)?.unwrap_or_default(),
+            window_done: row.get::<bool>(2)?.unwrap_or(true),
+            expired_token: row.get::<Uuid>(3)?,
+            batch: row.get::<Vec<i64>>(4)?.unwrap_or_default(),
+            position: row.get::<i64>(5)?.unwrap_or_default(),
+            deferred: row.get::<Vec<i64>>(6)?.unwrap_or_default(),
+        }))
     })?)
 }
 
