@@ -18,6 +18,10 @@ async fn set_partitions(c: &outbox_tests::tokio_postgres::Client, n: i32) -> i32
         .get(0)
 }
 
+/// The partition count producers use now (outbox.log_segment's value,
+/// schema.sql).
+const COUNT: &str = "SELECT last_value / 3221225472 FROM outbox.log_segment";
+
 /// Claim and complete until nothing is left; (key, id) in hand-out order.
 async fn drain(c: &outbox_tests::tokio_postgres::Client) -> Vec<(Option<String>, i64)> {
     let mut got = Vec::new();
@@ -136,10 +140,7 @@ async fn a_rolled_back_call_leaves_the_new_count_and_nothing_stranded() {
     c.batch_execute("BEGIN; SELECT outbox.set_partitions(24); ROLLBACK")
         .await
         .unwrap();
-    assert_eq!(
-        count(&c, "SELECT last_value / 3221225472 FROM outbox.log_segment").await,
-        24
-    );
+    assert_eq!(count(&c, COUNT).await, 24);
     assert_eq!(
         count(&c, "SELECT count(*) FROM outbox.partitions").await,
         16
@@ -287,14 +288,7 @@ async fn a_producer_in_flight_is_waited_for_and_its_message_counted() {
         count(&watcher, "SELECT count(*) FROM outbox.partitions").await,
         16
     );
-    assert_eq!(
-        count(
-            &watcher,
-            "SELECT last_value / 3221225472 FROM outbox.log_segment"
-        )
-        .await,
-        16
-    );
+    assert_eq!(count(&watcher, COUNT).await, 16);
     let got = drain(&watcher).await;
     assert_eq!(got, vec![(Some("in-flight".to_owned()), id)]);
 }
@@ -313,14 +307,7 @@ async fn a_producer_left_open_makes_the_call_give_up_with_55p03() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "55P03", "{e:?}");
-    assert_eq!(
-        count(
-            &admin,
-            "SELECT last_value / 3221225472 FROM outbox.log_segment"
-        )
-        .await,
-        16
-    );
+    assert_eq!(count(&admin, COUNT).await, 16);
     let lock_timeout: String = admin
         .query_one("SHOW lock_timeout", &[])
         .await
