@@ -3,6 +3,7 @@
 //! and lease the rest as one batch per partition (docs/storage.md, "Claim").
 
 use super::claim::{Lease, Row};
+use super::claim_batch::Batch;
 use super::{
     detach, max_issued_id, BOOL, INT2, INT4, INT8, INT8_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID,
 };
@@ -92,14 +93,14 @@ struct Locked {
 }
 
 /// One row of window_read.sql.
-struct Candidate {
-    id: i64,
-    topic: String,
-    key: Option<String>,
-    payload: RawJsonb,
-    headers: Option<RawJsonb>,
-    created_at: TimestampWithTimeZone,
-    deliver_at: TimestampWithTimeZone,
+pub(super) struct Candidate {
+    pub(super) id: i64,
+    pub(super) topic: String,
+    pub(super) key: Option<String>,
+    pub(super) payload: RawJsonb,
+    pub(super) headers: Option<RawJsonb>,
+    pub(super) created_at: TimestampWithTimeZone,
+    pub(super) deliver_at: TimestampWithTimeZone,
 }
 
 /// Move the unsettled messages of every log batch whose lease expired to
@@ -308,86 +309,6 @@ fn read_partition(
     ];
     TAKE.run(client, &args, |_| Ok(()))?;
     Ok(handed)
-}
-
-/// What one partition's read hands out, diverts and defers.
-#[derive(Default)]
-struct Batch {
-    handed: Vec<i64>,
-    diverted: Vec<i64>,
-    deferred: Vec<i64>,
-    /// Keys handed out in this batch, and keys with a message deferred.
-    keys: HashSet<String>,
-    deferred_keys: HashSet<String>,
-}
-
-impl Batch {
-    /// Keep a message for the partition's next batch.
-    fn defer(&mut self, r: Candidate) {
-        self.deferred.push(r.id);
-        if let Some(k) = r.key {
-            self.deferred_keys.insert(k);
-        }
-    }
-
-    /// Decide one message, in id order (docs/storage.md, "Claim"):
-    /// - its key is in this batch or has a message deferred: defer it (a
-    ///   batch never holds two messages of one key, and a key's messages
-    ///   go out in order);
-    /// - its key has a message in the side table (`busy`), it is not due
-    ///   (scheduled for later than the claim's now), or its topic is not
-    ///   claimed: divert it to the side table;
-    /// - otherwise hand it out.
-    fn deal(
-        &mut self,
-        r: Candidate,
-        busy: &mut HashSet<String>,
-        lease: &Lease<'_>,
-        topics: Option<&[&str]>,
-        out: &mut Vec<Row>,
-    ) {
-        if r.key
-            .as_ref()
-            .is_some_and(|k| self.keys.contains(k) || self.deferred_keys.contains(k))
-        {
-            self.defer(r);
-            return;
-        }
-        // Not yet due only if it was scheduled (deliver_at after its
-        // created_at): an unscheduled message's deliver_at is its
-        // producer's transaction start, which can be later than this
-        // claim's `now` when the producer began after the claim did and
-        // committed before its read. Comparing that with `now` diverted a
-        // third of all messages under steady load (measured: 14.5k of 40k
-        // at 2000/s), each then costing a side-table insert, claim and
-        // delete.
-        let not_due = r.deliver_at > lease.now && r.deliver_at > r.created_at;
-        let keep_back = r.key.as_ref().is_some_and(|k| busy.contains(k))
-            || not_due
-            || topics.is_some_and(|t| !t.contains(&r.topic.as_str()));
-        if keep_back {
-            self.diverted.push(r.id);
-            if let Some(k) = r.key {
-                busy.insert(k);
-            }
-            return;
-        }
-        self.handed.push(r.id);
-        if let Some(k) = &r.key {
-            self.keys.insert(k.clone());
-        }
-        out.push((
-            r.id,
-            r.topic,
-            r.key,
-            r.payload,
-            r.headers,
-            1,
-            lease.token,
-            lease.expires_at,
-            r.created_at,
-        ));
-    }
 }
 
 fn read_deferred(

@@ -2,6 +2,7 @@
 //! `validate`, run a kept plan from `sql/queries/`, shape the result.
 
 pub mod claim;
+mod claim_batch;
 mod claim_log;
 pub mod doorbell;
 pub mod enqueue;

@@ -214,7 +214,7 @@ impl Model {
         deal.handed.len()
     }
 
-    /// claim_log.rs's Batch::deal(), for one message in id order: its key
+    /// claim_batch.rs's Batch::deal(), for one message in id order: its key
     /// is in this batch or deferred → defer; its key has a message in the
     /// side table (including one this claim diverted), it is not due, or
     /// its topic is not claimed → divert; else hand it out.
