@@ -369,13 +369,19 @@ BEGIN
         -- A deferred message is read but not handed out yet, and a leased
         -- batch can hold messages of an earlier window (found by the
         -- model-based suite: a deferred message's segment was truncated
-        -- under its batch).
+        -- under its batch). Probed per partition through (part, id): as a
+        -- join with `id = ANY (deferred) OR id = ANY (batch)` the planner
+        -- hash-joined a seq scan of the whole segment and tested every row
+        -- against both arrays, 11 s per truncation at 2000 msg/s (a claim
+        -- ran it, holding partitions meanwhile: W3's p99 of seconds); this
+        -- way it is 0.6 ms (EXPLAIN ANALYZE, 150k rows in the segment).
         CONTINUE WHEN EXISTS (
             SELECT 1 FROM outbox.partitions AS p
-            JOIN outbox.log AS l
-              ON l.seg = sealed.seg AND l.part = p.part
-             AND (l.id = ANY (p.deferred) OR l.id = ANY (p.batch))
-            WHERE cardinality(p.deferred) + cardinality(p.batch) > 0);
+            WHERE cardinality(p.deferred) + cardinality(p.batch) > 0
+              AND EXISTS (
+                  SELECT 1 FROM outbox.log AS l
+                  WHERE l.seg = sealed.seg AND l.part = p.part
+                    AND l.id = ANY (p.deferred || p.batch)));
         BEGIN
             PERFORM set_config('lock_timeout', '50ms', true);
             EXECUTE format('LOCK TABLE outbox.%I IN ACCESS EXCLUSIVE MODE', 'log_' || sealed.seg);
