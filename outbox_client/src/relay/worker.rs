@@ -66,6 +66,16 @@ pub(crate) async fn run<P: Publisher>(n: usize, shared: Arc<Shared<P>>) -> Resul
             continue;
         }
         set_idle(&shared, &mut idle, false);
+        if usize::try_from(cfg.batch_size).is_ok_and(|size| batch.len() >= size) {
+            // A full batch: more may be waiting, and a worker asleep after
+            // an empty claim would not see it before the poll interval (5 s
+            // by default). An empty claim does not mean nothing is
+            // claimable: the log hands out a partition to one claim at a
+            // time, so a claim finds nothing while another holds every
+            // partition with work. A batch short of full took everything
+            // its claim could reach.
+            shared.wake.send_modify(|g| *g = g.wrapping_add(1));
+        }
         tracing::debug!(
             worker = n,
             messages = batch.messages.len(),
