@@ -242,3 +242,74 @@ async fn a_reclaim_racing_a_complete_takes_nothing() {
     );
     assert!(claim(&relay_b, "relay-b", 10).await.is_empty());
 }
+
+/// One claim's batch spans three partitions and its lease expires. While
+/// another transaction holds the first partition (as a claim recovering it
+/// does until it commits), a late `fail` and a late `complete` of messages
+/// in the other two go through at once: each locks only the partitions
+/// holding an id it names. Locking every partition of the token made two
+/// claims recovering sibling partitions, or a late settle and a recovery,
+/// wait on each other in a cycle (a deadlock a review found, d976738).
+#[tokio::test]
+async fn settling_part_of_a_batch_does_not_wait_for_sibling_partitions() {
+    let db = TestDb::new().await;
+    let observer = db.client().await;
+    // Keyless: a message's partition is its id modulo the count, so three
+    // ids in a row are in three partitions.
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(enqueue(&observer, "orders", json!(n)).await);
+    }
+    let batch = claim(&observer, "relay-a", 10).await;
+    assert_eq!(batch.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
+    let part_of = |id: i64| {
+        let c = &observer;
+        async move {
+            c.query_one("SELECT part FROM outbox.log WHERE id = $1", &[&id])
+                .await
+                .unwrap()
+                .get::<_, i16>(0)
+        }
+    };
+    let first_part = part_of(ids[0]).await;
+    assert_ne!(first_part, part_of(ids[1]).await);
+    assert_ne!(first_part, part_of(ids[2]).await);
+    expire_leases(&observer, &ids).await;
+
+    let mut holder = db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM outbox.partitions WHERE part = $1 FOR UPDATE",
+        &[&first_part],
+    )
+    .await
+    .unwrap();
+
+    // A wait would end in 55P03 here instead of passing.
+    let late = db.client().await;
+    late.batch_execute("SET lock_timeout = '5s'").await.unwrap();
+    assert_eq!(
+        fail(&late, &batch[1], "broker said no").await,
+        "retrying",
+        "a late fail of the second partition's message"
+    );
+    assert!(
+        complete(&late, &batch[2]).await,
+        "a late complete of the third partition's message"
+    );
+    tx.commit().await.unwrap();
+
+    // The first message is still there, for the next claim to recover.
+    let unfinished: Vec<i64> = observer
+        .query("SELECT id FROM outbox.messages ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        unfinished,
+        vec![ids[0], ids[1]],
+        "nothing lost, the completed one gone"
+    );
+}
