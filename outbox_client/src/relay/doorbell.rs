@@ -14,7 +14,6 @@ pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
     let cfg = shared.config.clone();
     let workers = cfg.concurrency;
     let mut idle = shared.idle.subscribe();
-    let wake = || shared.wake.send_modify(|g| *g = g.wrapping_add(1));
     loop {
         let connected = connect::with_backoff(
             "doorbell connection",
@@ -45,7 +44,7 @@ pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
                 }
             };
             // Re-check: anything committed before arming is claimable now.
-            wake();
+            shared.wake_workers();
             if state != "armed" {
                 continue; // busy: a producer is slow to commit; go round again
             }
@@ -61,7 +60,7 @@ pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
             // Disarm before working: while armed, every producer commit rings.
             let disarmed = client.query_one(sql::DISARM, &[]).await;
             while rings.try_recv().is_ok() {}
-            wake();
+            shared.wake_workers();
             if disarmed.is_err() || client.is_closed() {
                 break;
             }

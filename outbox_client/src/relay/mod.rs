@@ -224,6 +224,13 @@ pub(crate) struct Shared<P> {
     pub shutdown: CancellationToken,
 }
 
+impl<P> Shared<P> {
+    /// Bump the wake-up generation: idle workers claim again.
+    pub(crate) fn wake_workers(&self) {
+        self.wake.send_modify(|g| *g = g.wrapping_add(1));
+    }
+}
+
 impl<P: Publisher> Relay<P> {
     /// A relay; fails if the config does not validate.
     pub fn new(config: RelayConfig, publisher: P) -> Result<Self, Error> {

@@ -74,7 +74,7 @@ pub(crate) async fn run<P: Publisher>(n: usize, shared: Arc<Shared<P>>) -> Resul
             // time, so a claim finds nothing while another holds every
             // partition with work. A batch short of full took everything
             // its claim could reach.
-            shared.wake.send_modify(|g| *g = g.wrapping_add(1));
+            shared.wake_workers();
         }
         tracing::debug!(
             worker = n,
