@@ -23,6 +23,12 @@
 -- * plan_cache_mode = force_generic_plan: claim_side.sql was planned afresh
 --   on every call (its custom plan always looked cheaper), 0.57 ms a time,
 --   twice per claim (pg_stat_statements.track_planning).
+-- * jit = off: claim()'s statements are index probes of a few rows, but
+--   their estimates follow the partitions table's size, which a held
+--   snapshot bloats (2181 pages for 16 rows, W4), and past jit_above_cost
+--   every execution compiles again: 324 ms of JIT for a 2 ms statement
+--   (EXPLAIN ANALYZE of partitions_with_work.sql). A cached plan is
+--   compiled on every execution, so nothing here ever gains from it.
 CREATE FUNCTION outbox.claim(
     owner text,
     batch_size integer DEFAULT 100,
@@ -43,6 +49,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 BEGIN
     RETURN QUERY SELECT c.* FROM outbox._claim($1, $2, $3, $4) AS c;

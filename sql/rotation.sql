@@ -33,6 +33,7 @@ DECLARE
     cur smallint;
     parts integer;
     sealed record;
+    unplanned record;
     idle smallint[];
     now_ timestamptz := outbox._now();
     every interval := current_setting('outbox.rotation_interval')::interval;
@@ -56,6 +57,12 @@ BEGIN
         SELECT p, '1:1:', '1:1:', 0, '0', 0, 0, '0'
         FROM generate_series(0, parts - 1) AS p
         ON CONFLICT ON CONSTRAINT partitions_pkey DO NOTHING;
+        -- Statistics for the rows just made: a VACUUM of the table while it
+        -- was empty left it counted as empty, and the claims planned on
+        -- that probed the log linearly (partitions_with_work.sql from 0.2
+        -- to 2 ms and rising for the first 30 s at 4000 msg/s, until
+        -- autovacuum's ANALYZE replanned them).
+        ANALYZE outbox.partitions;
     END IF;
     IF (SELECT count(*) FROM outbox.segments) < 3 THEN
         INSERT INTO outbox.segments (seg, state)
@@ -93,13 +100,19 @@ BEGIN
         -- Once per statement (OFFSET 0 keeps it from being pulled into
         -- every row's SET list).
         FROM (SELECT outbox._window_snapshot(pg_current_snapshot()) AS snap OFFSET 0) AS w
+        -- OFFSET 0 keeps each NOT EXISTS a probe per partition through
+        -- (part, xid, id): as an anti join the planner hashed the whole
+        -- current segment, 118 ms and growing with it at 4000 msg/s
+        -- (pg_stat_statements; this way well under 1 ms).
         WHERE p.part = ANY (idle)
           AND NOT EXISTS (
               SELECT 1 FROM outbox.log AS l
-              WHERE l.part = p.part AND l.xid >= pg_snapshot_xmax(p.snap_hi))
+              WHERE l.part = p.part AND l.xid >= pg_snapshot_xmax(p.snap_hi)
+              OFFSET 0)
           AND NOT EXISTS (
               SELECT 1 FROM outbox.log AS l
-              WHERE l.part = p.part AND l.xid = ANY (ARRAY(SELECT pg_snapshot_xip(p.snap_hi))));
+              WHERE l.part = p.part AND l.xid = ANY (ARRAY(SELECT pg_snapshot_xip(p.snap_hi)))
+              OFFSET 0);
     END IF;
     SELECT (s.last_value % 3)::smallint INTO cur FROM outbox.log_segment AS s;
     UPDATE outbox.segments AS g
@@ -108,6 +121,37 @@ BEGIN
     UPDATE outbox.segments AS g
     SET state = 'current', sealed_xid = NULL, since = now_
     WHERE g.seg = cur AND g.state <> 'current';
+
+    -- A segment empty on disk that has statistics (VACUUM or ANALYZE ran
+    -- while it was empty: a nightly vacuumdb, the bench's reset) is planned
+    -- as empty: zero rows, so a cached plan seq-scans it or picks any index,
+    -- and keeps that plan after the segment fills, until something
+    -- invalidates it. Measured after a VACUUM of the empty outbox at
+    -- 4000 msg/s: claims took 40 to 70 ms instead of 2 ms for the first 20 s,
+    -- until the first truncation replanned them (pg_stat_statements). Such a
+    -- segment is truncated again: reltuples goes back to -1 (never counted:
+    -- the planner assumes ten pages) and every cached plan on the log is
+    -- invalidated. Its lock is held to the end of this transaction, which
+    -- is once per VACUUM of an empty segment.
+    FOR unplanned IN
+        SELECT g.seg, c.oid
+        FROM outbox.segments AS g
+        JOIN pg_class AS c ON c.oid = format('outbox.%I', 'log_' || g.seg)::regclass
+        WHERE c.reltuples >= 0 AND c.relpages = 0 AND pg_relation_size(c.oid) = 0
+        ORDER BY g.seg
+    LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '50ms', true);
+            EXECUTE format('LOCK TABLE outbox.%I IN ACCESS EXCLUSIVE MODE', 'log_' || unplanned.seg);
+            -- Under the lock no producer is half-way: still empty means empty.
+            IF pg_relation_size(unplanned.oid) = 0 THEN
+                EXECUTE format('TRUNCATE outbox.%I', 'log_' || unplanned.seg);
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL; -- busy: the next rotation tries again
+        END;
+        PERFORM set_config('lock_timeout', caller_lock_timeout, true);
+    END LOOP;
 
     FOR sealed IN SELECT g.seg, g.sealed_xid FROM outbox.segments AS g WHERE g.state = 'sealed' ORDER BY g.seg
     LOOP

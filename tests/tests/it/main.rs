@@ -17,6 +17,7 @@ mod nats;
 mod partitions;
 mod peers;
 mod per_key_order;
+mod plans;
 mod privileges;
 mod relay;
 mod settle;

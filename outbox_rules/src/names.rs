@@ -1,52 +1,7 @@
-//! Input rules for everything a caller passes in. Pure Rust, no pgrx: the
-//! rules are table-tested here and the client crate mirrors the topic rule.
+//! The rules for names and texts: topics, keys, owners, headers.
 
+use crate::{Invalid, MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_NAME_BYTES, MAX_KEY_BYTES, MAX_OWNER_BYTES, MAX_TOPIC_BYTES};
 use serde_json::Value;
-
-/// Longest topic accepted: Kafka's own topic-name limit.
-pub const MAX_TOPIC_BYTES: usize = 249;
-/// Longest key accepted. Keys order messages; they are not payloads.
-pub const MAX_KEY_BYTES: usize = 1024;
-/// Longest owner accepted (a relay's name, e.g. `host:pid:uuid`).
-pub const MAX_OWNER_BYTES: usize = 200;
-/// Most headers a message may carry, and their largest total size.
-pub const MAX_HEADERS: usize = 64;
-/// Largest stored size of the headers object.
-pub const MAX_HEADERS_BYTES: usize = 8 * 1024;
-/// Longest header name.
-pub const MAX_HEADER_NAME_BYTES: usize = 256;
-/// Largest `batch_size` for one claim: bigger batches only lengthen leases.
-pub const MAX_CLAIM_BATCH: i32 = 10_000;
-/// Most messages in one `enqueue_batch` call.
-pub const MAX_ENQUEUE_BATCH: usize = 10_000;
-/// Largest `max_attempts` for one message.
-pub const MAX_ATTEMPTS_LIMIT: i32 = 1_000;
-/// Longest lease (claim, extend): a day. Longer leases hide dead relays.
-pub const MAX_LEASE_MICROS: i128 = 24 * 3_600 * 1_000_000;
-/// Longest explicit `retry_in`, and how far ahead `deliver_at` may be: a
-/// year (366 days). One horizon for every "not before" time.
-pub const MAX_RETRY_MICROS: i128 = 366 * 24 * 3_600 * 1_000_000;
-
-/// A rejected input: which parameter, what was wrong, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    /// The SQL parameter name.
-    pub param: &'static str,
-    /// What was wrong, lowercase, no trailing period.
-    pub reason: String,
-    /// What the caller should do instead.
-    pub hint: &'static str,
-}
-
-impl Invalid {
-    fn new(param: &'static str, reason: impl Into<String>, hint: &'static str) -> Self {
-        Self {
-            param,
-            reason: reason.into(),
-            hint,
-        }
-    }
-}
 
 const TOPIC_HINT: &str = "A topic is 1 to 249 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit, e.g. 'orders.created'.";
 
@@ -54,7 +9,7 @@ const TOPIC_HINT: &str = "A topic is 1 to 249 characters of A-Z, a-z, 0-9, '.', 
 /// (Kafka's): `[A-Za-z0-9][A-Za-z0-9._-]{0,248}`.
 ///
 /// ```
-/// use outbox::validate::topic;
+/// use outbox_rules::topic;
 /// assert!(topic("orders.created").is_ok());
 /// assert!(topic("orders created").is_err());
 /// ```
@@ -228,104 +183,6 @@ pub fn headers_unreadable(why: String) -> Invalid {
     )
 }
 
-/// `max_attempts` per message: NULL means the `outbox.max_attempts` GUC.
-pub fn max_attempts(n: i32) -> Result<(), Invalid> {
-    if !(1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
-        return Err(Invalid::new(
-            "max_attempts",
-            format!("max_attempts is {n}, it must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
-            "Pass NULL to use outbox.max_attempts, or a count from 1 up.",
-        ));
-    }
-    Ok(())
-}
-
-/// `batch_size` for claim.
-pub fn batch_size(n: i32) -> Result<(), Invalid> {
-    if !(1..=MAX_CLAIM_BATCH).contains(&n) {
-        return Err(Invalid::new(
-            "batch_size",
-            format!("batch_size is {n}, it must be between 1 and {MAX_CLAIM_BATCH}"),
-            "Claim at most a few hundred messages at a time; call claim again for more.",
-        ));
-    }
-    Ok(())
-}
-
-/// A lease as it really reaches from now, in microseconds (see `clock.rs`:
-/// the difference between the timestamp PostgreSQL computes and now, so
-/// calendar months and mixed signs count as they will be stored); `None`
-/// when `now + lease` leaves timestamptz's range.
-pub fn lease(micros: Option<i128>) -> Result<(), Invalid> {
-    const HINT: &str =
-        "Use a lease of seconds to minutes and outbox.extend() it while a slow publish runs.";
-    match micros {
-        Some(m) if m <= 0 => Err(Invalid::new(
-            "lease",
-            "lease must be a positive interval",
-            "Pass how long the relay may hold the messages, e.g. '30 seconds'.",
-        )),
-        Some(m) if m <= MAX_LEASE_MICROS => Ok(()),
-        _ => Err(Invalid::new("lease", "lease is longer than 24 hours", HINT)),
-    }
-}
-
-/// An explicit retry delay for fail(), as it really reaches from now (see
-/// [`lease`]).
-pub fn retry_in(micros: Option<i128>) -> Result<(), Invalid> {
-    match micros {
-        Some(m) if m < 0 => Err(Invalid::new(
-            "retry_in",
-            "retry_in is negative",
-            "Pass NULL for the computed backoff, or a delay of zero or more.",
-        )),
-        Some(m) if m <= MAX_RETRY_MICROS => Ok(()),
-        _ => Err(Invalid::new(
-            "retry_in",
-            "retry_in is longer than a year",
-            "Pass a shorter delay, or fail(..., permanent => true) to dead-letter the message.",
-        )),
-    }
-}
-
-/// `deliver_at` for enqueue: how far it is from now, `None` for
-/// `'infinity'` / `'-infinity'`. Any finite past time means "now"; the
-/// future is capped at the retry horizon (a year), because a message that
-/// is not due holds back every younger message of its key.
-pub fn deliver_at(micros_from_now: Option<i128>) -> Result<(), Invalid> {
-    const HINT: &str = "Pass NULL to deliver now, or a time at most a year ahead; schedule anything later in your application.";
-    match micros_from_now {
-        None => Err(Invalid::new(
-            "deliver_at",
-            "deliver_at is not a finite time",
-            HINT,
-        )),
-        Some(m) if m > MAX_RETRY_MICROS => Err(Invalid::new(
-            "deliver_at",
-            "deliver_at is more than a year ahead",
-            HINT,
-        )),
-        Some(_) => Ok(()),
-    }
-}
-
-/// How long doorbell_arm() may wait for committing producers, in
-/// microseconds (months as 30 days: this is a sleep, not a stored time).
-pub fn doorbell_wait(micros: i128) -> Result<(), Invalid> {
-    const HINT: &str = "Pass how long to wait for producers that are committing, e.g. '5 seconds'.";
-    if micros < 0 {
-        return Err(Invalid::new(
-            "wait",
-            "wait must be a non-negative interval",
-            HINT,
-        ));
-    }
-    if micros > MAX_LEASE_MICROS {
-        return Err(Invalid::new("wait", "wait is longer than 24 hours", HINT));
-    }
-    Ok(())
-}
-
 /// The topic filter for claim: NULL (all topics) or a non-empty list of
 /// valid topics.
 pub fn topics<'a>(list: impl ExactSizeIterator<Item = Option<&'a str>>) -> Result<(), Invalid> {
@@ -359,7 +216,6 @@ pub fn topics<'a>(list: impl ExactSizeIterator<Item = Option<&'a str>>) -> Resul
 mod tests {
     use super::*;
     use serde_json::json;
-
     #[test]
     fn topic_cases() {
         let long = "a".repeat(MAX_TOPIC_BYTES);
@@ -383,7 +239,6 @@ mod tests {
             assert_eq!(topic(t).is_ok(), *ok, "topic {t:?}");
         }
     }
-
     #[test]
     fn key_cases() {
         assert!(key("order-1").is_ok());
@@ -394,7 +249,6 @@ mod tests {
         assert!(key("a\u{0}b").is_err());
         assert!(key("a\u{85}b").is_err());
     }
-
     #[test]
     fn owner_cases() {
         assert!(owner("relay-1").is_ok());
@@ -402,7 +256,6 @@ mod tests {
         assert!(owner("   ").is_err());
         assert!(owner(&"o".repeat(MAX_OWNER_BYTES + 1)).is_err());
     }
-
     #[test]
     fn header_cases() {
         assert!(headers(&json!({"trace-id": "abc"}), 40).is_ok());
@@ -423,36 +276,6 @@ mod tests {
             .collect();
         assert!(headers(&Value::Object(many), 100).is_err());
     }
-
-    #[test]
-    fn numeric_limits() {
-        assert!(max_attempts(1).is_ok());
-        assert!(max_attempts(0).is_err());
-        assert!(max_attempts(-3).is_err());
-        assert!(max_attempts(MAX_ATTEMPTS_LIMIT + 1).is_err());
-        assert!(batch_size(1).is_ok());
-        assert!(batch_size(MAX_CLAIM_BATCH).is_ok());
-        assert!(batch_size(0).is_err());
-        assert!(batch_size(MAX_CLAIM_BATCH + 1).is_err());
-        assert!(lease(Some(1)).is_ok());
-        assert!(lease(Some(MAX_LEASE_MICROS)).is_ok());
-        assert!(lease(Some(0)).is_err());
-        assert!(lease(Some(-1)).is_err());
-        assert!(lease(Some(MAX_LEASE_MICROS + 1)).is_err());
-        assert!(lease(None).is_err());
-        assert!(retry_in(Some(0)).is_ok());
-        assert!(retry_in(Some(-1)).is_err());
-        assert!(retry_in(Some(MAX_RETRY_MICROS + 1)).is_err());
-        assert!(retry_in(None).is_err());
-        assert!(deliver_at(Some(i128::from(i64::MIN))).is_ok());
-        assert!(deliver_at(Some(MAX_RETRY_MICROS)).is_ok());
-        assert!(deliver_at(Some(MAX_RETRY_MICROS + 1)).is_err());
-        assert!(deliver_at(None).is_err());
-        assert!(doorbell_wait(0).is_ok());
-        assert!(doorbell_wait(-1).is_err());
-        assert!(doorbell_wait(MAX_LEASE_MICROS + 1).is_err());
-    }
-
     #[test]
     fn topic_filter_cases() {
         assert!(topics([Some("a"), Some("b")].into_iter()).is_ok());
