@@ -21,7 +21,7 @@ step() { printf '\n== %s ==\n' "$*"; }
 # builds against a PostgreSQL described by ~/.pgrx/config.toml and its test
 # binaries only run under cargo-pgrx. So plain cargo commands name the other
 # packages explicitly, and the extension gets its own pgrx-aware steps.
-PLAIN_PACKAGES=(-p outbox_client -p outbox_tests -p outbox_bench)
+PLAIN_PACKAGES=(-p outbox_rules -p outbox_client -p outbox_tests -p outbox_bench)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -93,6 +93,17 @@ fn describe(e: &tokio_postgres::Error) -> String {
     s
 }
 
+/// A rule of `outbox_rules` the client checks before sending: the same
+/// message and hint the extension would answer with.
+impl From<outbox_rules::Invalid> for Error {
+    fn from(e: outbox_rules::Invalid) -> Self {
+        Error::InvalidInput {
+            message: e.reason,
+            hint: Some(e.hint.to_owned()),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         Error::from_db(e)

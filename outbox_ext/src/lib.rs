@@ -23,7 +23,8 @@ pub mod plans;
 pub mod rawjsonb;
 pub mod redact;
 pub mod retry;
-pub mod validate;
+/// The input rules and limits live in their own crate, shared with the client.
+pub use outbox_rules as validate;
 pub mod xact;
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -1,6 +1,9 @@
 //! The rules for names and texts: topics, keys, owners, headers.
 
-use crate::{Invalid, MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_NAME_BYTES, MAX_KEY_BYTES, MAX_OWNER_BYTES, MAX_TOPIC_BYTES};
+use crate::{
+    Invalid, MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_NAME_BYTES, MAX_KEY_BYTES, MAX_OWNER_BYTES,
+    MAX_TOPIC_BYTES,
+};
 use serde_json::Value;
 
 const TOPIC_HINT: &str = "A topic is 1 to 249 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit, e.g. 'orders.created'.";

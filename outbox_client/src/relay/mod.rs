@@ -117,18 +117,26 @@ impl RelayConfig {
                 reason: reason.to_owned(),
             })
         };
-        if self.owner.trim().is_empty() || self.owner.len() > 200 {
-            return bad("owner", "must be 1 to 200 bytes");
-        }
-        if !(1..=10_000).contains(&self.batch_size) {
-            return bad("batch_size", "must be between 1 and 10000");
-        }
+        let rule = |field, r: Result<(), outbox_rules::Invalid>| {
+            r.map_err(|e| Error::Config {
+                field,
+                reason: format!("{}; {}", e.reason, e.hint),
+            })
+        };
+        rule("owner", outbox_rules::owner(&self.owner))?;
+        rule("batch_size", outbox_rules::batch_size(self.batch_size))?;
         if !(1..=64).contains(&self.concurrency) {
             return bad("concurrency", "must be between 1 and 64");
         }
-        if self.lease < Duration::from_secs(1) || self.lease > Duration::from_secs(86_400) {
-            return bad("lease", "must be between 1 second and 24 hours");
+        // The relay's floor: it extends a lease a third of the way through,
+        // and below a second that is mostly round trips.
+        if self.lease < Duration::from_secs(1) {
+            return bad("lease", "must be at least 1 second");
         }
+        rule(
+            "lease",
+            outbox_rules::lease(i128::try_from(self.lease.as_micros()).ok()),
+        )?;
         if self.poll_interval < Duration::from_millis(10) {
             return bad("poll_interval", "must be at least 10 ms");
         }
@@ -139,12 +147,10 @@ impl RelayConfig {
                     "must name at least one topic, or be unset for all",
                 );
             }
-            for t in topics {
-                crate::Topic::new(t.as_str()).map_err(|e| Error::Config {
-                    field: "topics",
-                    reason: e.to_string(),
-                })?;
-            }
+            rule(
+                "topics",
+                outbox_rules::topics(topics.iter().map(|t| Some(t.as_str()))),
+            )?;
         }
         if self.db.get_hosts().is_empty() {
             return bad("db", "names no host");
