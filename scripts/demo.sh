@@ -3,33 +3,38 @@
 # writes orders and their events in one transaction (two of them roll back),
 # and outbox-relay publishing the events to stdout. Everything is stopped and
 # removed at the end.
+#
+# Runs twice: first to build, then again under outbox-pg (the test harness's
+# throwaway cluster, which sets PGHOST, PGPORT, PGUSER and OUTBOX_PG_DIR and
+# removes the cluster when this script ends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=scripts/pg.sh
-source scripts/pg.sh
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "building the extension and outbox-relay"
-if ! out=$(cd outbox_ext && cargo pgrx install --pg-config "$PG_BIN/pg_config" 2>&1); then
-    printf '%s\n' "$out" >&2
-    exit 1
+if [[ -z "${OUTBOX_PG_DIR:-}" ]]; then
+    say "building the extension, outbox-relay and outbox-pg"
+    if ! out=$(cd outbox_ext && cargo pgrx install --pg-config /usr/lib/postgresql/15/bin/pg_config 2>&1); then
+        printf '%s\n' "$out" >&2
+        exit 1
+    fi
+    cargo build -q -p outbox_relay --bin outbox-relay
+    cargo build -q -p outbox_tests --bin outbox-pg
+    say "starting a throwaway PostgreSQL 15"
+    exec target/debug/outbox-pg -- bash "$0" "$@"
 fi
-cargo build -q -p outbox_client --bin outbox-relay
 relay_bin=target/debug/outbox-relay
+psql=(psql -X -q -v ON_ERROR_STOP=1)
 
 dir=$(mktemp -d /tmp/outbox-demo-XXXXXX)
-chmod 755 "$dir"
 relay_pid=
 cleanup() {
     [[ -n "$relay_pid" ]] && kill "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
-    pg_stop "$dir"
     rm -rf "$dir"
 }
 trap cleanup EXIT
 
-say "starting a throwaway PostgreSQL 15 in $dir"
-pg_start "$dir"
+echo "cluster in $OUTBOX_PG_DIR"
 "${psql[@]}" -d postgres -c "CREATE DATABASE shop"
 "${psql[@]}" -d shop <<'SQL'
 CREATE EXTENSION outbox;
@@ -54,7 +59,7 @@ done
 "${psql[@]}" -d shop -c "SELECT topic, ready FROM outbox.stats()"
 
 say "relaying with: outbox-relay --publisher stdout"
-"$relay_bin" --database-url "host=$dir port=$PG_PORT user=postgres dbname=shop" \
+"$relay_bin" --database-url "host=$PGHOST port=$PGPORT user=postgres dbname=shop" \
     --publisher stdout --poll-interval 1s >"$dir/published.jsonl" 2>"$dir/relay.log" &
 relay_pid=$!
 for _ in $(seq 1 300); do

@@ -15,21 +15,26 @@ set -euo pipefail
 clients=${1:-16}
 seconds=${2:-10}
 rounds=${3:-5}
-# shellcheck source=scripts/pg.sh
-source "$(dirname "$0")/pg.sh"
-bin=$PG_BIN
+bin=/usr/lib/postgresql/15/bin
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [[ -z "${OUTBOX_PG_DIR:-}" ]]; then
+    # Again under outbox-pg: the test harness's throwaway cluster, durable
+    # (fsync on), which sets PGHOST/PGPORT/PGUSER and is removed at the end.
+    (cd "$root" && cargo build -q -p outbox_tests --bin outbox-pg)
+    exec "$root/target/debug/outbox-pg" --durable --setting 'max_connections = 100' \
+        --setting 'synchronous_commit = on' --setting 'shared_buffers = 256MB' \
+        -- bash "$0" "$@"
+fi
+psql=(psql -X -q -v ON_ERROR_STOP=1)
 dir=$(mktemp -d /tmp/outbox-doorbell-XXXXXX)
 chmod 755 "$dir"
 sleeper=
 cleanup() {
     if [[ -n "${sleeper:-}" ]]; then kill "$sleeper" 2>/dev/null || true; fi
-    pg_stop "$dir"
     rm -rf "$dir"
 }
 trap cleanup EXIT
 
-pg_start "$dir" -c max_connections=100 -c synchronous_commit=on -c shared_buffers=256MB
-port=$PG_PORT
 "${psql[@]}" -d postgres -c "CREATE DATABASE bench"
 "${psql[@]}" -d bench <<'SQL'
 CREATE EXTENSION outbox;
@@ -86,7 +91,7 @@ for ((r = 1; r <= rounds; r++)); do
     for ((i = 0; i < ${#modes[@]}; i++)); do
         mode=${modes[$(((i + r) % ${#modes[@]}))]}
         setup_mode "$mode"
-        tps=$("$bin/pgbench" -n -h "$dir" -p "$port" -U postgres -c "$clients" -j 2 -T "$seconds" \
+        tps=$("$bin/pgbench" -n -c "$clients" -j 2 -T "$seconds" \
             -f "$dir/enqueue.sql" bench 2>&1 | awk '/^tps = / {print $3; exit}')
         teardown_mode
         results[$mode]="${results[$mode]:-} $tps"

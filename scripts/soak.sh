@@ -33,7 +33,7 @@ if [[ ! -f "$("$PG_CONFIG" --sharedir)/extension/outbox.control" ]]; then
 fi
 
 echo "soak: building outbox-relay and outbox-soak"
-cargo build -p outbox_client --bins
+cargo build -p outbox_relay --bins
 cargo build -p outbox_tests --bin outbox-soak
 
 mkdir -p target/soak

@@ -21,7 +21,7 @@ step() { printf '\n== %s ==\n' "$*"; }
 # builds against a PostgreSQL described by ~/.pgrx/config.toml and its test
 # binaries only run under cargo-pgrx. So plain cargo commands name the other
 # packages explicitly, and the extension gets its own pgrx-aware steps.
-PLAIN_PACKAGES=(-p outbox_rules -p outbox_client -p outbox_tests -p outbox_bench)
+PLAIN_PACKAGES=(-p outbox_rules -p outbox_client -p outbox_relay -p outbox_tests -p outbox_bench)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -51,7 +51,7 @@ step "cargo pgrx install --release (system PostgreSQL 15)"
 (cd outbox_ext && cargo pgrx install --release --pg-config "$PG_CONFIG")
 
 step "cargo build (outbox-relay, which the integration tests run; outbox-bench)"
-cargo build -p outbox_client --bins
+cargo build -p outbox_relay --bins
 # Built here so that `make bench` after `make test` starts measuring at once.
 cargo build --release -p outbox_bench
 

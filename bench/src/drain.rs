@@ -13,7 +13,7 @@
 use crate::load::{connect, wal_position, Throughput};
 use crate::ops::{payload, System};
 use anyhow::{bail, Context, Result};
-use outbox_client::{Delivery, Message, Publisher, Relay, RelayConfig};
+use outbox_relay::{Delivery, Message, Publisher, Relay, RelayConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -16,7 +16,7 @@ use crate::drain::watch;
 use crate::load::wal_position;
 use crate::ops::payload;
 use anyhow::{Context, Result};
-use outbox_client::{Delivery, Message, Publisher, Relay, RelayConfig};
+use outbox_relay::{Delivery, Message, Publisher, Relay, RelayConfig};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;

@@ -165,11 +165,11 @@ async fn main() -> Result<()> {
         plan.name
     ));
 
-    let cluster = cluster::Cluster::start(&args.pg_bin)?;
-    // The cluster stops when `cluster` drops: on Ctrl-C or SIGTERM too.
+    let cluster = cluster::start(&args.pg_bin)?;
+    // The cluster stops when the process exits, after Ctrl-C or SIGTERM too.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        result = bench(&args, plan, &progress, &cluster) => result,
+        result = bench(&args, plan, &progress, cluster) => result,
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
         _ = term.recv() => anyhow::bail!("terminated"),
     }
@@ -182,10 +182,12 @@ async fn bench(
     progress: &Progress,
     cluster: &cluster::Cluster,
 ) -> Result<()> {
-    let admin = load::connect(&cluster.config("postgres")).await?;
+    let superuser = outbox_tests::SUPERUSER;
+    let admin = load::connect(&cluster.config("postgres", superuser)).await?;
     admin.batch_execute("CREATE DATABASE bench").await?;
     drop(admin);
-    let db = cluster.config("bench");
+    let mut db = cluster.config("bench", superuser);
+    db.application_name("outbox-bench");
     let admin = load::connect(&db).await?;
     peers::install(cluster, &admin, args.outbox_version.as_deref()).await?;
     let info = system_info::collect(&admin).await?;
@@ -193,7 +195,7 @@ async fn bench(
     let picked = |w: Workload| args.only.is_empty() || args.only.contains(&w);
     let fsync = if picked(Workload::W1) {
         progress.say("W0: pg_test_fsync");
-        let f = system_info::pg_test_fsync(&args.pg_bin, cluster.dir(), plan.fsync_secs)?;
+        let f = system_info::pg_test_fsync(&args.pg_bin, cluster.base_dir(), plan.fsync_secs)?;
         progress.say(format_args!("W0: fdatasync {f:.0} ops/s"));
         f
     } else {

@@ -33,8 +33,8 @@ pub async fn install(
     // pgmq as its crate installs it: the SQL embedded in the crate, applied
     // through the crate's own installer.
     let options = sqlx::postgres::PgConnectOptions::new()
-        .socket(cluster.dir())
-        .port(Cluster::PORT)
+        .socket(cluster.socket_dir())
+        .port(cluster.port())
         .username("postgres")
         .database("bench");
     let pool = sqlx::postgres::PgPoolOptions::new()

@@ -9,7 +9,7 @@ use crate::load::{connect, wal_position};
 use crate::ops::payload;
 use crate::stats::percentile;
 use anyhow::{bail, Result};
-use outbox_client::{Delivery, Message, Publisher, Relay, RelayConfig};
+use outbox_relay::{Delivery, Message, Publisher, Relay, RelayConfig};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -74,7 +74,7 @@ pub enum Error {
 /// What a database error says, for logs and exit messages.
 fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
-        return crate::error_chain(e);
+        return error_chain(e);
     };
     let mut s = format!(
         "{}: {} (SQLSTATE {})",
@@ -161,4 +161,24 @@ impl Error {
             }
         }
     }
+}
+
+/// An error with every cause after it, `: `-separated. tokio-postgres'
+/// `Display` leaves the cause out ("db error", "error performing TLS
+/// handshake"); this shows the server's or rustls' message too, e.g.
+/// `database error: db error: FATAL: no pg_hba.conf entry for host ...`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        // io::Error shows its inner error and then reports that error's
+        // source as its own: skip what is already said.
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    s
 }

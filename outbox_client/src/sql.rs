@@ -1,5 +1,6 @@
-//! Every statement the client sends, fully schema-qualified (the relay runs
-//! with an empty search_path, CVE-2018-1058).
+//! Every statement of the SQL API the client sends, fully schema-qualified
+//! (the relay runs with an empty search_path, CVE-2018-1058). [`crate::call`]
+//! runs each; the relay prepares them on its connections.
 
 pub const ENQUEUE: &str =
     "SELECT outbox.enqueue($1::text, $2::jsonb, key => $3::text, headers => $4::jsonb, \
@@ -29,12 +30,3 @@ pub const STATS: &str = "SELECT topic, ready, blocked, scheduled, leased, dead, 
 
 pub const EXTENSION_PRESENT: &str =
     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'outbox')";
-
-pub const SESSION_SETUP: &str = "SELECT pg_catalog.set_config('search_path', '', false), \
-     pg_catalog.set_config('synchronous_commit', 'off', false)";
-
-pub const LISTEN: &str = "LISTEN outbox_doorbell";
-
-pub const ARM: &str = "SELECT outbox.doorbell_arm($1::text::interval)";
-
-pub const DISARM: &str = "SELECT outbox.doorbell_disarm()";

@@ -22,7 +22,7 @@ pub const RELAY_PATIENCE: Duration = Duration::from_secs(60);
 ///
 /// # Panics
 ///
-/// If it was not built (`cargo build -p outbox_client --bins`; make test does).
+/// If it was not built (`cargo build -p outbox_relay --bins`; make test does).
 pub fn relay_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let bin = exe
@@ -32,7 +32,7 @@ pub fn relay_binary() -> PathBuf {
         .join("outbox-relay");
     assert!(
         bin.exists(),
-        "{} is missing: build it with `cargo build -p outbox_client --bins` (make test does)",
+        "{} is missing: build it with `cargo build -p outbox_relay --bins` (make test does)",
         bin.display()
     );
     bin
@@ -64,7 +64,7 @@ impl RelayProcess {
             command.args(["--publisher", "stdout"]);
         }
         if !args.contains(&"--log") {
-            command.args(["--log", "info,outbox_client=debug"]);
+            command.args(["--log", "info,outbox_relay=debug"]);
         }
         let mut child = command
             .args(args)

@@ -11,7 +11,8 @@
 //!   never returns, and leaves nothing of itself running; a batch that
 //!   finishes within the grace is still settled.
 
-use outbox_client::{Claim, Delivery, FailOutcome, Message, Publisher, Relay, RelayConfig, Store};
+use outbox_client::{Claim, FailOutcome, Message, Store};
+use outbox_relay::{Delivery, Publisher, Relay, RelayConfig};
 use outbox_tests::tokio_postgres::Client;
 use outbox_tests::{wait_until, RelayProcess, TestDb, SUPERUSER};
 use serde_json::json;
@@ -216,7 +217,7 @@ async fn store_claim_returns_undecodable_rows_as_undeliverable() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].1, "permanent");
     assert!(dead[0].2.starts_with("undeliverable: "), "{}", dead[0].2);
-    assert_eq!(Store.complete(&c, &ids, token).await.unwrap(), 4);
+    assert_eq!(Store.complete_batch(&c, &ids, token).await.unwrap(), 4);
 }
 
 /// Sets its flag when dropped: proof that a future holding it is gone.

@@ -1,9 +1,9 @@
-//! TLS to PostgreSQL: `outbox_client::connect` and the `outbox-relay` binary
+//! TLS to PostgreSQL: `outbox_relay::connect` and the `outbox-relay` binary
 //! against a private cluster with `ssl = on`, certificates made here (a CA,
 //! a server certificate for `localhost` only, a client certificate, an
 //! unrelated second CA), and a pg_hba.conf that refuses plain TCP.
 
-use outbox_client::{error_chain, ConnInfo, Error, RelayConfig, TlsOptions};
+use outbox_relay::{error_chain, ConnInfo, Error, RelayConfig, TlsOptions};
 use outbox_tests::{wait_until, Cluster, ClusterOptions, RelayProcess, TestDb, SUPERUSER};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -81,6 +81,7 @@ fn tls() -> &'static Tls {
                 ("server.key".into(), server_key.into_bytes(), 0o600),
                 ("root.crt".into(), ca.pem().into_bytes(), 0o644),
             ],
+            ..ClusterOptions::default()
         });
         cluster.psql_ok("postgres", &format!("CREATE ROLE {CERT_USER} LOGIN;"));
         // Removed with the cluster's directory at exit.
@@ -292,8 +293,8 @@ fn bad_tls_settings_are_config_errors_naming_the_setting() {
 
     // The relay reports a bad file when its config is validated.
     let mut relay = RelayConfig::new("host=h".parse().unwrap());
-    relay.tls.root_cert = Some(outbox_client::RootCert::File(missing));
-    relay.tls.mode = outbox_client::SslMode::VerifyFull;
+    relay.tls.root_cert = Some(outbox_relay::RootCert::File(missing));
+    relay.tls.mode = outbox_relay::SslMode::VerifyFull;
     assert!(matches!(
         relay.validate(),
         Err(Error::Config {
@@ -318,9 +319,9 @@ fn flags_that_contradict_the_connection_string_are_refused_and_env_fills_gaps() 
     };
     let info =
         ConnInfo::parse_with("host=h sslmode=verify-ca", &TlsOptions::default(), &env).unwrap();
-    assert_eq!(info.tls.mode, outbox_client::SslMode::VerifyCa);
+    assert_eq!(info.tls.mode, outbox_relay::SslMode::VerifyCa);
     let info = ConnInfo::parse_with("host=h", &TlsOptions::default(), &env).unwrap();
-    assert_eq!(info.tls.mode, outbox_client::SslMode::Require);
+    assert_eq!(info.tls.mode, outbox_relay::SslMode::Require);
 }
 
 #[tokio::test]

@@ -94,7 +94,7 @@ pub fn find_relay_binary() -> Result<PathBuf, String> {
         .ok_or_else(|| {
             format!(
                 "outbox-relay not found next to {}: build it with \
-                 `cargo build -p outbox_client --bins` (or set OUTBOX_RELAY_BIN)",
+                 `cargo build -p outbox_relay --bins` (or set OUTBOX_RELAY_BIN)",
                 exe.display()
             )
         })

@@ -28,7 +28,7 @@
 //!
 //! # Poison messages
 //!
-//! A claimed row the client cannot decode (see [`crate::Claim`]) is
+//! A claimed row the client cannot decode (see [`Claim`](crate::Claim)) is
 //! dead-lettered with reason `permanent` and a `last_error` starting with
 //! `undeliverable:`; the publisher never sees it and the rest of its batch
 //! is delivered as usual. A publisher that panics costs the message that set
@@ -38,12 +38,17 @@
 mod connect;
 mod doorbell;
 mod guard;
+mod health;
 mod leases;
-mod observe;
+mod metrics;
+mod outcome;
+mod session;
+mod sql;
 mod worker;
 
 use crate::publish::Publisher;
 use crate::Error;
+use metrics::{Counters, Metrics};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,7 +173,9 @@ fn default_owner() -> String {
     format!("{host}:{}:{}", std::process::id(), &nonce[..8])
 }
 
-/// Counters of what a relay did, readable while it runs.
+/// Counters of what a relay did, readable while it runs. Written only
+/// through the relay's one counter sink, which feeds the Prometheus metrics
+/// from the same calls.
 #[derive(Debug, Default)]
 pub struct RelayStats {
     /// Messages the broker acknowledged and the outbox completed.
@@ -184,10 +191,6 @@ pub struct RelayStats {
 }
 
 impl RelayStats {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
     /// A plain snapshot: (published, failed, dead, released, wakeups).
     pub fn snapshot(&self) -> (u64, u64, u64, u64, u64) {
         (
@@ -203,8 +206,8 @@ impl RelayStats {
 /// Relays the outbox to one publisher.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), outbox_client::Error> {
-/// use outbox_client::{Relay, RelayConfig, StdoutPublisher};
+/// # async fn demo() -> Result<(), outbox_relay::Error> {
+/// use outbox_relay::{Relay, RelayConfig, StdoutPublisher};
 /// use tokio_util::sync::CancellationToken;
 /// let db = "host=/var/run/postgresql dbname=app".parse().expect("a valid connection string");
 /// let relay = Relay::new(RelayConfig::new(db), StdoutPublisher::default())?;
@@ -223,8 +226,7 @@ pub struct Relay<P> {
 pub(crate) struct Shared<P> {
     pub config: Arc<RelayConfig>,
     pub publisher: Arc<P>,
-    pub stats: Arc<RelayStats>,
-    pub metrics: Arc<observe::Metrics>,
+    pub counters: Counters,
     pub idle: watch::Sender<usize>,
     pub wake: watch::Sender<u64>,
     pub shutdown: CancellationToken,
@@ -269,7 +271,7 @@ impl<P: Publisher> Relay<P> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         // Fail fast on what reconnecting will not fix.
         let first = connect::connect_once(&self.config).await?;
-        crate::Store.check_extension(&first).await?;
+        outbox_client::Store.check_extension(&first).await?;
         drop(first);
 
         let (idle, _) = watch::channel(0usize);
@@ -278,8 +280,10 @@ impl<P: Publisher> Relay<P> {
         let shared = Arc::new(Shared {
             config: self.config.clone(),
             publisher: self.publisher.clone(),
-            stats: self.stats.clone(),
-            metrics: observe::Metrics::new(),
+            counters: Counters {
+                stats: self.stats.clone(),
+                metrics: Metrics::new(),
+            },
             idle,
             wake,
             shutdown: stop_claiming.clone(),
@@ -307,7 +311,7 @@ impl<P: Publisher> Relay<P> {
         if let Some(addr) = self.config.metrics_addr {
             let shared = shared.clone();
             tasks.spawn(async move {
-                observe::run(shared, addr).await;
+                health::run(shared, addr).await;
                 Ok(())
             });
         }

@@ -1,9 +1,8 @@
 //! A batch's ids grouped by lease token, for the batch calls (complete,
 //! release, extend) that take one token for many ids.
 
-use super::connect::Conn;
+use super::session::Conn;
 use crate::{Claim, Error, LeaseToken, Message};
-use std::time::Duration;
 
 /// Ids per lease token, in first-seen order.
 ///
@@ -57,28 +56,29 @@ impl Leases {
     }
 
     /// `outbox.complete_batch` per token: how many were still held.
-    pub async fn complete(&self, c: &Conn) -> Result<u64, Error> {
+    pub async fn complete_batch(&self, c: &Conn) -> Result<u64, Error> {
         let mut n = 0;
         for (token, ids) in &self.0 {
-            n += c.prepared.complete(&c.client, ids, *token).await?;
+            n += c.complete_batch(ids, *token).await?;
         }
         Ok(n)
     }
 
     /// `outbox.release_batch` per token: how many went back.
-    pub async fn release(&self, c: &Conn) -> Result<u64, Error> {
+    pub async fn release_batch(&self, c: &Conn) -> Result<u64, Error> {
         let mut n = 0;
         for (token, ids) in &self.0 {
-            n += c.prepared.release(&c.client, ids, *token).await?;
+            n += c.release_batch(ids, *token).await?;
         }
         Ok(n)
     }
 
-    /// `outbox.extend_batch` per token: how many are still held.
-    pub async fn extend(&self, c: &Conn, lease: Duration) -> Result<u64, Error> {
+    /// `outbox.extend_batch` per token, by the relay's lease: how many are
+    /// still held.
+    pub async fn extend_batch(&self, c: &Conn) -> Result<u64, Error> {
         let mut n = 0;
         for (token, ids) in &self.0 {
-            n += c.prepared.extend(&c.client, ids, *token, lease).await?;
+            n += c.extend_batch(ids, *token).await?;
         }
         Ok(n)
     }

@@ -28,13 +28,16 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
+    /// The default [`timeout`](HttpConfig::timeout).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// Defaults for `url`.
     pub fn new(url: reqwest::Url) -> Self {
         HttpConfig {
             url,
             headers: Vec::new(),
             secret: None,
-            timeout: Duration::from_secs(10),
+            timeout: Self::DEFAULT_TIMEOUT,
         }
     }
 }

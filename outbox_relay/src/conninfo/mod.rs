@@ -21,10 +21,10 @@
 //! there too).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), outbox_client::Error> {
-//! use outbox_client::ConnInfo;
+//! # async fn demo() -> Result<(), outbox_relay::Error> {
+//! use outbox_relay::ConnInfo;
 //! let info: ConnInfo = "postgres://app@db.example.com/app?sslmode=verify-full".parse()?;
-//! let (client, connection) = outbox_client::connect(&info.db, &info.tls).await?;
+//! let (client, connection) = outbox_relay::connect(&info.db, &info.tls).await?;
 //! tokio::spawn(connection);
 //! client.query_one("SELECT 1", &[]).await?;
 //! # Ok(()) }
@@ -33,7 +33,7 @@
 mod parse;
 mod tls;
 
-use crate::Error;
+use crate::{error_chain, Error};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -318,26 +318,6 @@ fn check_combination(tls: &TlsConfig) -> Result<(), Error> {
         ));
     }
     Ok(())
-}
-
-/// An error with every cause after it, `: `-separated. tokio-postgres'
-/// `Display` leaves the cause out ("db error", "error performing TLS
-/// handshake"); this shows the server's or rustls' message too, e.g.
-/// `database error: db error: FATAL: no pg_hba.conf entry for host ...`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(inner) = cause {
-        let text = inner.to_string();
-        // io::Error shows its inner error and then reports that error's
-        // source as its own: skip what is already said.
-        if !s.ends_with(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = inner.source();
-    }
-    s
 }
 
 fn config(field: &'static str, reason: impl Into<String>) -> Error {

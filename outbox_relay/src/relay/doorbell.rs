@@ -3,8 +3,7 @@
 //! re-check, sleep until a ring, the poll interval, or a worker finding work,
 //! then disarm and wake everyone.
 
-use super::{connect, RelayStats, Shared};
-use crate::sql;
+use super::{connect, sql, Shared};
 use std::sync::Arc;
 
 /// How long arming may wait for producers that are committing.
@@ -55,7 +54,7 @@ pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
                 () = shared.shutdown.cancelled() => false,
             };
             if rung {
-                RelayStats::add(&shared.stats.wakeups, 1);
+                shared.counters.rung();
             }
             // Disarm before working: while armed, every producer commit rings.
             let disarmed = client.query_one(sql::DISARM, &[]).await;

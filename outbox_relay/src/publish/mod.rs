@@ -49,7 +49,7 @@ pub enum Delivery {
 /// returns one [`Delivery`] per message, in order.
 ///
 /// ```
-/// use outbox_client::{Delivery, Message, Publisher};
+/// use outbox_relay::{Delivery, Message, Publisher};
 /// struct Discard;
 /// impl Publisher for Discard {
 ///     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {

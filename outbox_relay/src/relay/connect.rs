@@ -1,11 +1,12 @@
 //! Connections: TLS as [`RelayConfig::tls`] says, session setup, and
-//! reconnecting with capped, jittered exponential backoff while PostgreSQL
-//! is away. Every connection the relay opens (workers, doorbell, metrics)
-//! comes from here.
+//! retrying with capped, jittered exponential backoff while PostgreSQL is
+//! away. Every connection the relay opens comes from here: the workers' and
+//! the metrics poller's through [`super::session::Session`], the
+//! doorbell's listening one directly.
 
+use super::sql;
 use super::RelayConfig;
-use crate::store::Prepared;
-use crate::{error_chain, sql, Error};
+use crate::{error_chain, Error};
 use rand::Rng;
 use std::time::Duration;
 use tokio_postgres::{AsyncMessage, Client, Notification};
@@ -88,23 +89,4 @@ where
             Err(e) => return Err(e),
         }
     }
-}
-
-/// A worker's connection with the relay's statements prepared on it.
-pub(crate) struct Conn {
-    pub client: Client,
-    pub prepared: Prepared,
-}
-
-impl Conn {
-    pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
-    }
-}
-
-/// [`connect_once`], then prepare the relay's statements on it.
-pub(crate) async fn connect_prepared(cfg: &RelayConfig) -> Result<Conn, Error> {
-    let client = connect_once(cfg).await?;
-    let prepared = Prepared::new(&client).await?;
-    Ok(Conn { client, prepared })
 }

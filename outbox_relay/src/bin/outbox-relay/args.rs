@@ -1,0 +1,373 @@
+//! The command line: every flag, and how the flags given lay over the
+//! library's defaults (`RelayConfig::new`, `HttpConfig::new`,
+//! `NatsConfig::default`, `KafkaConfig::default`), which are the only place
+//! a default is written.
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Command, CommandFactory, Parser, ValueEnum};
+use outbox_relay::{ConnInfo, Error, HttpConfig, KafkaConfig, NatsConfig, RelayConfig, TlsOptions};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PublisherKind {
+    /// One JSON object per line on stdout (the embedded default).
+    Stdout,
+    /// POST each message as JSON to --http-url (Standard Webhooks signature).
+    Http,
+    /// Publish to NATS JetStream (subject = --nats-subject-prefix + topic).
+    Nats,
+    /// Produce to Kafka (topic = --kafka-topic-prefix + topic, key = outbox key).
+    Kafka,
+}
+
+/// Relay messages from a PostgreSQL outbox (CREATE EXTENSION outbox) to a broker.
+///
+/// Every flag can also be set through the environment variable shown.
+#[derive(Debug, Parser)]
+#[command(name = "outbox-relay", version, about, long_about = None)]
+pub struct Args {
+    /// PostgreSQL connection string: a URL (postgres://user@host:5432/db) or
+    /// key=value pairs (host=/var/run/postgresql dbname=app). It may carry
+    /// sslmode, sslrootcert, sslcert and sslkey as libpq does.
+    #[arg(long, env = "OUTBOX_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// TLS to PostgreSQL (over TCP; unix sockets are never encrypted):
+    /// disable; prefer (the default: TLS if the server offers it, not
+    /// verified, else plain text); require (TLS, verified only against
+    /// --sslrootcert if given); verify-ca (the certificate chains to
+    /// --sslrootcert, or the system roots); verify-full (verify-ca, and the
+    /// certificate names the host). A flag that contradicts the connection
+    /// string is an error; PGSSL* variables only fill in what it leaves out.
+    #[arg(long, env = "PGSSLMODE", value_name = "MODE")]
+    pub sslmode: Option<String>,
+
+    /// PEM file of the CA certificate(s) to trust, or "system" (the system
+    /// roots; needs verify-full). Default: the system roots for verify-*.
+    #[arg(long, env = "PGSSLROOTCERT", value_name = "FILE")]
+    pub sslrootcert: Option<String>,
+
+    /// PEM client certificate, for `cert` authentication (needs --sslkey).
+    #[arg(long, env = "PGSSLCERT", value_name = "FILE")]
+    pub sslcert: Option<String>,
+
+    /// The client certificate's unencrypted PEM key (mode 0600).
+    #[arg(long, env = "PGSSLKEY", value_name = "FILE")]
+    pub sslkey: Option<String>,
+
+    /// Where messages go.
+    #[arg(long, env = "OUTBOX_PUBLISHER", value_enum, default_value = "stdout")]
+    pub publisher: PublisherKind,
+
+    /// Messages claimed per batch.
+    #[arg(long, env = "OUTBOX_BATCH_SIZE")]
+    pub batch_size: Option<i32>,
+
+    /// Workers, each with its own connection and one batch in flight.
+    #[arg(long, env = "OUTBOX_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+
+    /// Lease per claim (e.g. 30s, 2m); extended while a slow publish runs.
+    #[arg(long, env = "OUTBOX_LEASE", value_parser = humantime::parse_duration)]
+    pub lease: Option<Duration>,
+
+    /// Relay only this topic; repeat for several. Default: every topic.
+    #[arg(long = "topic", env = "OUTBOX_TOPICS", value_delimiter = ',')]
+    pub topics: Vec<String>,
+
+    /// Longest sleep while idle; also how soon retries falling due are seen.
+    #[arg(long, env = "OUTBOX_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<Duration>,
+
+    /// Do not LISTEN for the doorbell, only poll (for connection poolers in
+    /// transaction mode, which cannot LISTEN).
+    #[arg(long, env = "OUTBOX_POLL_ONLY")]
+    pub poll_only: bool,
+
+    /// The name on this relay's leases. Default: <hostname>:<pid>:<random>.
+    #[arg(long, env = "OUTBOX_OWNER")]
+    pub owner: Option<String>,
+
+    /// How long in-flight batches may take to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "OUTBOX_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+
+    /// Webhook URL for --publisher http.
+    #[arg(long, env = "OUTBOX_HTTP_URL", required_if_eq("publisher", "http"))]
+    pub http_url: Option<String>,
+
+    /// Extra header for every webhook request, as "Name: value"; repeatable.
+    #[arg(
+        long = "http-header",
+        env = "OUTBOX_HTTP_HEADERS",
+        value_delimiter = '\n'
+    )]
+    pub http_headers: Vec<String>,
+
+    /// Signing secret (raw, or whsec_<base64>); adds webhook-signature.
+    #[arg(long, env = "OUTBOX_HTTP_SECRET", hide_env_values = true)]
+    pub http_secret: Option<String>,
+
+    /// Timeout of one webhook request.
+    #[arg(long, env = "OUTBOX_HTTP_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub http_timeout: Option<Duration>,
+
+    /// NATS server URL(s), comma-separated, for --publisher nats.
+    #[arg(long, env = "OUTBOX_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Prepended to the topic to make the NATS subject.
+    #[arg(long, env = "OUTBOX_NATS_SUBJECT_PREFIX")]
+    pub nats_subject_prefix: Option<String>,
+
+    /// How long to wait for a JetStream acknowledgement.
+    #[arg(long, env = "OUTBOX_NATS_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub nats_timeout: Option<Duration>,
+
+    /// Kafka bootstrap servers, for --publisher kafka.
+    #[arg(long, env = "OUTBOX_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Prepended to the topic to make the Kafka topic.
+    #[arg(long, env = "OUTBOX_KAFKA_TOPIC_PREFIX")]
+    pub kafka_topic_prefix: Option<String>,
+
+    /// How long a record may take to be acknowledged.
+    #[arg(long, env = "OUTBOX_KAFKA_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub kafka_timeout: Option<Duration>,
+
+    /// Extra librdkafka setting as key=value (e.g. security.protocol=SSL); repeatable.
+    #[arg(
+        long = "kafka-option",
+        env = "OUTBOX_KAFKA_OPTIONS",
+        value_delimiter = '\n'
+    )]
+    pub kafka_options: Vec<String>,
+
+    /// Serve Prometheus /metrics, /healthz and /readyz on this address
+    /// (e.g. 127.0.0.1:9187). Default: not served.
+    #[arg(long, env = "OUTBOX_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Log filter (tracing syntax, e.g. info, outbox_relay=debug).
+    #[arg(long, env = "OUTBOX_LOG", default_value = "info,async_nats=warn")]
+    pub log: String,
+}
+
+/// The TLS flags given on the command line (`explicit`) and those from
+/// PGSSL* variables (`fallback`), for [`ConnInfo::parse_with`].
+fn tls_options(args: &Args, matches: &ArgMatches) -> (TlsOptions, TlsOptions) {
+    let (mut explicit, mut fallback) = (TlsOptions::default(), TlsOptions::default());
+    let flags = [
+        ("sslmode", &args.sslmode),
+        ("sslrootcert", &args.sslrootcert),
+        ("sslcert", &args.sslcert),
+        ("sslkey", &args.sslkey),
+    ];
+    for (name, value) in flags {
+        let from_env = matches.value_source(name) == Some(ValueSource::EnvVariable);
+        let target = if from_env {
+            &mut fallback
+        } else {
+            &mut explicit
+        };
+        let slot = match name {
+            "sslmode" => &mut target.sslmode,
+            "sslrootcert" => &mut target.sslrootcert,
+            "sslcert" => &mut target.sslcert,
+            _ => &mut target.sslkey,
+        };
+        slot.clone_from(value);
+    }
+    (explicit, fallback)
+}
+
+/// The relay's settings: the flags given, over [`RelayConfig::new`].
+pub fn relay_config(args: &Args, matches: &ArgMatches) -> Result<RelayConfig, String> {
+    let (explicit, fallback) = tls_options(args, matches);
+    let info = ConnInfo::parse_with(&args.database_url, &explicit, &fallback).map_err(|e| {
+        match e {
+            // Name the flag the user typed, not the library's word for it.
+            Error::Config {
+                field: "connection string",
+                reason,
+            } => format!("--database-url (OUTBOX_DATABASE_URL): {reason}"),
+            other => other.to_string(),
+        }
+    })?;
+    let mut config = RelayConfig::new(info.db);
+    config.tls = info.tls;
+    set(&mut config.batch_size, args.batch_size);
+    set(&mut config.concurrency, args.concurrency);
+    set(&mut config.lease, args.lease);
+    if !args.topics.is_empty() {
+        config.topics = Some(args.topics.clone());
+    }
+    set(&mut config.poll_interval, args.poll_interval);
+    config.listen = !args.poll_only;
+    set(&mut config.shutdown_grace, args.shutdown_grace);
+    config.metrics_addr = args.metrics_addr;
+    set(&mut config.owner, args.owner.clone());
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// A flag given overrides the library's default.
+fn set<T>(field: &mut T, flag: Option<T>) {
+    if let Some(value) = flag {
+        *field = value;
+    }
+}
+
+/// `--publisher http`: the flags over [`HttpConfig::new`].
+pub fn http_config(args: &Args) -> Result<HttpConfig, String> {
+    let raw = args
+        .http_url
+        .as_deref()
+        .ok_or("--publisher http needs --http-url")?;
+    let url = raw
+        .parse()
+        .map_err(|e| format!("--http-url {raw:?} is not a URL: {e}"))?;
+    let mut config = HttpConfig::new(url);
+    for header in &args.http_headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("--http-header {header:?} is not \"Name: value\""))?;
+        config
+            .headers
+            .push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    config.secret = args.http_secret.clone();
+    set(&mut config.timeout, args.http_timeout);
+    Ok(config)
+}
+
+/// `--publisher nats`: the flags over [`NatsConfig::default`].
+pub fn nats_config(args: &Args) -> NatsConfig {
+    let mut config = NatsConfig::default();
+    set(&mut config.url, args.nats_url.clone());
+    set(&mut config.subject_prefix, args.nats_subject_prefix.clone());
+    set(&mut config.timeout, args.nats_timeout);
+    config
+}
+
+/// `--publisher kafka`: the flags over [`KafkaConfig::default`].
+pub fn kafka_config(args: &Args) -> Result<KafkaConfig, String> {
+    let mut config = KafkaConfig::default();
+    for option in &args.kafka_options {
+        let (k, v) = option
+            .split_once('=')
+            .ok_or_else(|| format!("--kafka-option {option:?} is not key=value"))?;
+        config
+            .extra
+            .push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    set(&mut config.bootstrap_servers, args.kafka_brokers.clone());
+    set(&mut config.topic_prefix, args.kafka_topic_prefix.clone());
+    set(&mut config.timeout, args.kafka_timeout);
+    Ok(config)
+}
+
+/// The command line, its help showing each default the library applies
+/// when a flag is left out (read from the config types, so help and
+/// behaviour cannot disagree).
+pub fn command() -> Command {
+    let relay = RelayConfig::new(tokio_postgres::Config::new());
+    let nats = NatsConfig::default();
+    let kafka = KafkaConfig::default();
+    let time = |d: Duration| humantime::format_duration(d).to_string();
+    let defaults = [
+        ("batch_size", relay.batch_size.to_string()),
+        ("concurrency", relay.concurrency.to_string()),
+        ("lease", time(relay.lease)),
+        ("poll_interval", time(relay.poll_interval)),
+        ("shutdown_grace", time(relay.shutdown_grace)),
+        ("http_timeout", time(HttpConfig::DEFAULT_TIMEOUT)),
+        ("nats_url", nats.url),
+        ("nats_timeout", time(nats.timeout)),
+        ("kafka_brokers", kafka.bootstrap_servers),
+        ("kafka_timeout", time(kafka.timeout)),
+    ];
+    defaults
+        .into_iter()
+        .fold(Args::command(), |command, (id, value)| {
+            command.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::FromArgMatches;
+
+    fn parse(argv: &[&str]) -> (Args, ArgMatches) {
+        let matches = command()
+            .try_get_matches_from(argv)
+            .expect("a valid command line");
+        let args = Args::from_arg_matches(&matches).expect("matches Args");
+        (args, matches)
+    }
+
+    #[test]
+    fn flags_left_out_keep_the_librarys_defaults() {
+        let (args, matches) = parse(&["outbox-relay", "--database-url", "host=/tmp dbname=app"]);
+        let config = relay_config(&args, &matches).unwrap();
+        let defaults = RelayConfig::new(config.db.clone());
+        assert_eq!(
+            (config.batch_size, config.concurrency, config.lease),
+            (defaults.batch_size, defaults.concurrency, defaults.lease)
+        );
+        assert_eq!(
+            (config.poll_interval, config.shutdown_grace, config.listen),
+            (
+                defaults.poll_interval,
+                defaults.shutdown_grace,
+                defaults.listen
+            )
+        );
+        assert_eq!(nats_config(&args).timeout, NatsConfig::default().timeout);
+        let kafka = kafka_config(&args).unwrap();
+        assert_eq!(
+            kafka.bootstrap_servers,
+            KafkaConfig::default().bootstrap_servers
+        );
+    }
+
+    #[test]
+    fn a_flag_given_wins() {
+        let argv = [
+            "outbox-relay",
+            "--database-url",
+            "host=/tmp dbname=app",
+            "--batch-size",
+            "7",
+            "--lease",
+            "2m",
+            "--nats-timeout",
+            "9s",
+        ];
+        let (args, matches) = parse(&argv);
+        let config = relay_config(&args, &matches).unwrap();
+        assert_eq!(
+            (config.batch_size, config.lease),
+            (7, Duration::from_secs(120))
+        );
+        assert_eq!(nats_config(&args).timeout, Duration::from_secs(9));
+    }
+
+    #[test]
+    fn help_shows_the_defaults_the_library_applies() {
+        let help = command().render_long_help().to_string();
+        let relay = RelayConfig::new(tokio_postgres::Config::new());
+        for shown in [
+            format!("[default: {}]", relay.batch_size),
+            format!("[default: {}]", humantime::format_duration(relay.lease)),
+            format!("[default: {}]", KafkaConfig::default().bootstrap_servers),
+        ] {
+            assert!(help.contains(&shown), "--help lacks {shown}:\n{help}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! [`Session`]: a connection to PostgreSQL with the relay's statements
+//! prepared on it, and the one place a worker or the metrics poller
+//! (re)connects. A caller asks for the live connection with how long it may
+//! wait ([`Patience`]), runs its calls, and reports a transient error with
+//! [`Session::lost`]; the next [`Session::connected`] reconnects with
+//! capped, jittered backoff.
+
+use super::connect;
+use super::RelayConfig;
+use outbox_client::{call, sql, Claim, Error, FailOutcome, LeaseToken, TopicStats};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_postgres::{Client, Statement};
+use tokio_util::sync::CancellationToken;
+
+/// How long [`Session::connected`] may keep reconnecting.
+#[derive(Clone, Copy)]
+pub(crate) enum Patience<'a> {
+    /// Until the connection is back or this token is cancelled: claiming,
+    /// which must stop when shutdown begins.
+    UntilShutdown(&'a CancellationToken),
+    /// Until this instant, whatever shutdown says: settling a batch goes on
+    /// through the soft shutdown phase, but is pointless once its lease ran
+    /// out.
+    Until(Instant),
+}
+
+/// The statements, prepared once per connection so each call is one round
+/// trip (Bind/Execute) instead of two (Parse, then Bind/Execute). Only valid
+/// on the connection that prepared them, which is why they live together.
+struct Prepared {
+    claim: Statement,
+    complete_batch: Statement,
+    release_batch: Statement,
+    extend_batch: Statement,
+    fail: Statement,
+    stats: Statement,
+}
+
+/// A live connection and its prepared statements. Methods are named as the
+/// SQL functions they call and run `outbox_client::call`, the code `Store`
+/// runs too.
+pub(crate) struct Conn {
+    client: Client,
+    prepared: Prepared,
+    cfg: Arc<RelayConfig>,
+}
+
+impl Conn {
+    async fn open(cfg: &Arc<RelayConfig>) -> Result<Conn, Error> {
+        let client = connect::connect_once(cfg).await?;
+        let (claim, complete_batch, release_batch, extend_batch, fail, stats) = tokio::try_join!(
+            client.prepare(sql::CLAIM),
+            client.prepare(sql::COMPLETE_BATCH),
+            client.prepare(sql::RELEASE_BATCH),
+            client.prepare(sql::EXTEND_BATCH),
+            client.prepare(sql::FAIL),
+            client.prepare(sql::STATS),
+        )?;
+        let prepared = Prepared {
+            claim,
+            complete_batch,
+            release_batch,
+            extend_batch,
+            fail,
+            stats,
+        };
+        Ok(Conn {
+            client,
+            prepared,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The connection itself, for what is not an outbox call (the
+    /// pipelined BEGIN/COMMIT of a batch).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// `outbox.claim()` with the relay's owner, batch size, lease and topics.
+    pub async fn claim(&self) -> Result<Claim, Error> {
+        let cfg = &self.cfg;
+        let topics = cfg.topics.as_deref();
+        let statement = &self.prepared.claim;
+        call::claim(
+            &self.client,
+            statement,
+            &cfg.owner,
+            cfg.batch_size,
+            cfg.lease,
+            topics,
+        )
+        .await
+    }
+
+    /// `outbox.complete_batch()`: how many of `ids` the token still held.
+    pub async fn complete_batch(&self, ids: &[i64], token: LeaseToken) -> Result<u64, Error> {
+        call::complete_batch(&self.client, &self.prepared.complete_batch, ids, token).await
+    }
+
+    /// `outbox.release_batch()`: how many went back unspent.
+    pub async fn release_batch(&self, ids: &[i64], token: LeaseToken) -> Result<u64, Error> {
+        call::release_batch(&self.client, &self.prepared.release_batch, ids, token).await
+    }
+
+    /// `outbox.extend_batch()` by the relay's lease: how many are still held.
+    pub async fn extend_batch(&self, ids: &[i64], token: LeaseToken) -> Result<u64, Error> {
+        let statement = &self.prepared.extend_batch;
+        call::extend_batch(&self.client, statement, ids, token, self.cfg.lease).await
+    }
+
+    /// `outbox.fail()`.
+    pub async fn fail(
+        &self,
+        id: i64,
+        token: LeaseToken,
+        error: &str,
+        retry_in: Option<Duration>,
+        permanent: bool,
+    ) -> Result<FailOutcome, Error> {
+        let statement = &self.prepared.fail;
+        call::fail(
+            &self.client,
+            statement,
+            id,
+            token,
+            error,
+            retry_in,
+            permanent,
+        )
+        .await
+    }
+
+    /// `outbox.stats()`.
+    pub async fn stats(&self) -> Result<Vec<TopicStats>, Error> {
+        call::stats(&self.client, &self.prepared.stats).await
+    }
+}
+
+/// A connection that comes back: see the module docs.
+pub(crate) struct Session {
+    cfg: Arc<RelayConfig>,
+    conn: Option<Conn>,
+    /// What the session is for, in its log lines.
+    role: &'static str,
+}
+
+impl Session {
+    /// Not connected yet: the first [`Session::connected`] connects.
+    pub fn new(cfg: Arc<RelayConfig>, role: &'static str) -> Session {
+        Session {
+            cfg,
+            conn: None,
+            role,
+        }
+    }
+
+    /// The connection if it is open, without connecting.
+    pub fn open(&self) -> Option<&Conn> {
+        self.conn.as_ref().filter(|c| !c.client.is_closed())
+    }
+
+    /// The live connection, reconnecting (with backoff) while `patience`
+    /// lasts; `None` once it ran out. An error only for what reconnecting
+    /// cannot fix (a missing extension, a refused password).
+    pub async fn connected(&mut self, patience: Patience<'_>) -> Result<Option<&Conn>, Error> {
+        if self.open().is_none() {
+            if self.conn.take().is_some() {
+                tracing::warn!(
+                    role = self.role,
+                    "connection to PostgreSQL lost; reconnecting"
+                );
+            }
+            let cfg = &self.cfg;
+            let connecting = |token| {
+                connect::with_backoff(self.role, cfg.reconnect_max, token, || Conn::open(cfg))
+            };
+            self.conn = match patience {
+                Patience::UntilShutdown(shutdown) => connecting(shutdown).await?,
+                Patience::Until(deadline) => {
+                    let never = CancellationToken::new();
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let attempt = connecting(&never);
+                    match tokio::time::timeout(left.max(Duration::from_millis(1)), attempt).await {
+                        Ok(conn) => conn?,
+                        Err(_) => None,
+                    }
+                }
+            };
+        }
+        Ok(self.open())
+    }
+
+    /// A call failed with a transient error: drop the connection, so the
+    /// next [`Session::connected`] opens a new one.
+    pub fn lost(&mut self, what: &str, error: &Error) {
+        tracing::warn!(role = self.role, error = %error, "{what} failed; reconnecting");
+        self.conn = None;
+    }
+}
