@@ -21,4 +21,5 @@ mod plans;
 mod privileges;
 mod relay;
 mod settle;
+mod store;
 mod webhook;
