@@ -1,17 +1,71 @@
 //! One function per SQL call: its parameters, its statement, the decoding of
-//! its answer. Generic over how the statement travels — as text, parsed on
-//! every call ([`Store`](crate::Store), on any client or transaction), or
-//! as a `Statement` prepared once on a connection (the relay's session,
-//! one round trip per call instead of two) — so both paths run the same
-//! code. The statements themselves are in [`crate::sql`].
+//! its answer, whichever way the statement travels ([`Statement`]): so
+//! [`Store`](crate::Store) and the relay run the same code. The statements
+//! themselves are in [`crate::sql`].
 
+use crate::sql::Sql;
 use crate::types::{Claim, FailOutcome, LeaseToken, NewMessage, Topic, TopicStats};
 use crate::Error;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, ToStatement};
+use tokio_postgres::{GenericClient, Row};
+
+/// How a statement travels to the server.
+#[derive(Debug, Clone, Copy)]
+pub enum Statement<'a> {
+    /// Unnamed, with its parameter types given: one round trip (Parse, Bind,
+    /// Execute), and nothing left behind on the server connection, so it
+    /// works through a transaction-mode pooler, which hands each
+    /// transaction a different one. What [`Store`](crate::Store) sends.
+    Typed(&'static Sql),
+    /// Prepared once on this connection (`Client::prepare` of the same
+    /// [`Sql`]): Bind and Execute only, the relay's way on a direct
+    /// connection.
+    Prepared(&'a tokio_postgres::Statement),
+}
+
+impl Statement<'_> {
+    /// Run it; every row of the answer.
+    pub async fn query(
+        self,
+        client: &impl GenericClient,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        Ok(match self {
+            Statement::Typed(sql) => {
+                let typed: Vec<(&(dyn ToSql + Sync), tokio_postgres::types::Type)> = params
+                    .iter()
+                    .zip(sql.params)
+                    .map(|(value, ty)| (*value, ty.clone()))
+                    .collect();
+                client.query_typed(sql.text, &typed).await?
+            }
+            Statement::Prepared(statement) => client.query(statement, params).await?,
+        })
+    }
+
+    /// Run it; the one row it answers with.
+    pub async fn query_one(
+        self,
+        client: &impl GenericClient,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, Error> {
+        let rows = self.query(client, params).await?;
+        let n = rows.len();
+        rows.into_iter()
+            .next()
+            .filter(|_| n == 1)
+            .ok_or_else(|| Error::Config {
+                field: "db",
+                reason: format!(
+                    "a call that answers with one row answered with {n}; is the installed outbox \
+                 extension a version this client supports?"
+                ),
+            })
+    }
+}
 
 /// PostgreSQL intervals travel as text: `"1500000 microseconds"`.
 fn interval(d: Duration) -> String {
@@ -19,27 +73,21 @@ fn interval(d: Duration) -> String {
 }
 
 /// The `integer` most batch calls answer with, as a count.
-async fn count<S>(
+async fn count(
     client: &impl GenericClient,
-    statement: &S,
+    statement: Statement<'_>,
     params: &[&(dyn ToSql + Sync)],
-) -> Result<u64, Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
-    let n: i32 = client.query_one(statement, params).await?.try_get(0)?;
+) -> Result<u64, Error> {
+    let n: i32 = statement.query_one(client, params).await?.try_get(0)?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// `outbox.enqueue()` ([`crate::sql::ENQUEUE`]): the new message's id.
-pub async fn enqueue<S>(
+pub async fn enqueue(
     client: &impl GenericClient,
-    statement: &S,
+    statement: Statement<'_>,
     msg: &NewMessage,
-) -> Result<i64, Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
+) -> Result<i64, Error> {
     let headers = msg.headers_json();
     let params: [&(dyn ToSql + Sync); 6] = [
         &msg.topic.as_str(),
@@ -49,22 +97,19 @@ where
         &msg.deliver_at,
         &msg.max_attempts,
     ];
-    Ok(client.query_one(statement, &params).await?.try_get(0)?)
+    Ok(statement.query_one(client, &params).await?.try_get(0)?)
 }
 
 /// `outbox.enqueue_batch()` ([`crate::sql::ENQUEUE_BATCH`]): the new ids,
 /// in order. Every message must be of `topic`: the SQL function takes one.
-pub async fn enqueue_batch<S>(
+pub async fn enqueue_batch(
     client: &impl GenericClient,
-    statement: &S,
+    statement: Statement<'_>,
     topic: &Topic,
     messages: &[NewMessage],
     deliver_at: Option<DateTime<Utc>>,
     max_attempts: Option<i32>,
-) -> Result<Vec<i64>, Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
+) -> Result<Vec<i64>, Error> {
     if let Some(other) = messages.iter().find(|m| &m.topic != topic) {
         return Err(Error::InvalidInput {
             message: format!(
@@ -93,25 +138,22 @@ where
         &deliver_at,
         &max_attempts,
     ];
-    Ok(client.query_one(statement, &params).await?.try_get(0)?)
+    Ok(statement.query_one(client, &params).await?.try_get(0)?)
 }
 
 /// `outbox.claim()` ([`crate::sql::CLAIM`]), each row decoded on its own:
 /// one row that does not decode must not cost the others (see [`Claim`]).
-pub async fn claim<S>(
+pub async fn claim(
     client: &impl GenericClient,
-    statement: &S,
+    statement: Statement<'_>,
     owner: &str,
     batch_size: i32,
     lease: Duration,
     topics: Option<&[String]>,
-) -> Result<Claim, Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
+) -> Result<Claim, Error> {
     let lease = interval(lease);
-    let rows = client
-        .query(statement, &[&owner, &batch_size, &lease, &topics])
+    let rows = statement
+        .query(client, &[&owner, &batch_size, &lease, &topics])
         .await?;
     let mut claim = Claim::default();
     for row in &rows {
@@ -125,63 +167,51 @@ where
 
 /// `outbox.complete_batch()` ([`crate::sql::COMPLETE_BATCH`]): how many of
 /// `ids` the token still held.
-pub async fn complete_batch<S>(
+pub async fn complete_batch(
     client: &impl GenericClient,
-    statement: &S,
+    statement: Statement<'_>,
     ids: &[i64],
     token: LeaseToken,
-) -> Result<u64, Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
+) -> Result<u64, Error> {
     count(client, statement, &[&ids, &token.0]).await
 }
 
 /// `outbox.release_batch()` ([`crate::sql::RELEASE_BATCH`]): how many went
 /// back to ready.
-pub async fn release_batch<S>(
+pub async fn release_batch(
     client: &impl GenericClient,
-    statement: &S,
+    statement: Statement<'_>,
     ids: &[i64],
     token: LeaseToken,
-) -> Result<u64, Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
+) -> Result<u64, Error> {
     count(client, statement, &[&ids, &token.0]).await
 }
 
 /// `outbox.extend_batch()` ([`crate::sql::EXTEND_BATCH`]): how many the
 /// token still holds, now for `lease` from now.
-pub async fn extend_batch<S>(
+pub async fn extend_batch(
     client: &impl GenericClient,
-    statement: &S,
+    statement: Statement<'_>,
     ids: &[i64],
     token: LeaseToken,
     lease: Duration,
-) -> Result<u64, Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
+) -> Result<u64, Error> {
     count(client, statement, &[&ids, &token.0, &interval(lease)]).await
 }
 
 /// `outbox.fail()` ([`crate::sql::FAIL`]): what the database decided.
-pub async fn fail<S>(
+pub async fn fail(
     client: &impl GenericClient,
-    statement: &S,
+    statement: Statement<'_>,
     id: i64,
     token: LeaseToken,
     error: &str,
     retry_in: Option<Duration>,
     permanent: bool,
-) -> Result<FailOutcome, Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
+) -> Result<FailOutcome, Error> {
     let retry_in = retry_in.map(interval);
-    let row = client
-        .query_one(statement, &[&id, &token.0, &error, &retry_in, &permanent])
+    let row = statement
+        .query_one(client, &[&id, &token.0, &error, &retry_in, &permanent])
         .await?;
     let state: String = row.try_get(0)?;
     Ok(match state.as_str() {
@@ -196,11 +226,11 @@ where
 }
 
 /// `outbox.stats()` ([`crate::sql::STATS`]).
-pub async fn stats<S>(client: &impl GenericClient, statement: &S) -> Result<Vec<TopicStats>, Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
-    let rows = client.query(statement, &[]).await?;
+pub async fn stats(
+    client: &impl GenericClient,
+    statement: Statement<'_>,
+) -> Result<Vec<TopicStats>, Error> {
+    let rows = statement.query(client, &[]).await?;
     rows.iter()
         .map(|r| {
             Ok(TopicStats {
@@ -218,11 +248,11 @@ where
 
 /// [`Error::ExtensionMissing`] unless `CREATE EXTENSION outbox` ran
 /// ([`crate::sql::EXTENSION_PRESENT`]).
-pub async fn check_extension<S>(client: &impl GenericClient, statement: &S) -> Result<(), Error>
-where
-    S: ?Sized + ToStatement + Sync + Send,
-{
-    let present: bool = client.query_one(statement, &[]).await?.try_get(0)?;
+pub async fn check_extension(
+    client: &impl GenericClient,
+    statement: Statement<'_>,
+) -> Result<(), Error> {
+    let present: bool = statement.query_one(client, &[]).await?.try_get(0)?;
     if present {
         Ok(())
     } else {

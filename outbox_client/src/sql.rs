@@ -1,32 +1,95 @@
-//! Every statement of the SQL API the client sends, fully schema-qualified
-//! (the relay runs with an empty search_path, CVE-2018-1058). [`crate::call`]
-//! runs each; the relay prepares them on its connections.
+//! Every statement of the SQL API the client sends, with its parameters'
+//! types. Fully schema-qualified: the relay runs with an empty search_path
+//! (CVE-2018-1058). [`crate::call`] runs each, as an unnamed statement with
+//! these types (one round trip, nothing left behind on the server
+//! connection, so it works through a transaction-mode pooler) or prepared
+//! once on a connection by the relay.
 
-pub const ENQUEUE: &str =
-    "SELECT outbox.enqueue($1::text, $2::jsonb, key => $3::text, headers => $4::jsonb, \
-     deliver_at => $5::timestamptz, max_attempts => $6::integer)";
+use tokio_postgres::types::Type;
 
-pub const ENQUEUE_BATCH: &str =
-    "SELECT outbox.enqueue_batch($1::text, $2::jsonb[], keys => $3::text[], \
-     headers => $4::jsonb[], deliver_at => $5::timestamptz, max_attempts => $6::integer)";
+/// A statement and the types of its parameters, in order: every parameter
+/// is cast in the text too, so the types are the text's, not a guess.
+#[derive(Debug)]
+pub struct Sql {
+    /// The statement.
+    pub text: &'static str,
+    /// `$1`, `$2`, ...: the types the statement casts them to.
+    pub params: &'static [Type],
+}
 
-pub const CLAIM: &str =
-    "SELECT id, topic, key, payload, headers, attempt, lease_token, lease_expires_at, created_at \
-     FROM outbox.claim($1::text, $2::integer, $3::text::interval, $4::text[])";
+/// `outbox.enqueue()`: topic, payload, key, headers, deliver_at, max_attempts.
+pub const ENQUEUE: Sql = Sql {
+    text: "SELECT outbox.enqueue($1::text, $2::jsonb, key => $3::text, headers => $4::jsonb, \
+           deliver_at => $5::timestamptz, max_attempts => $6::integer)",
+    params: &[
+        Type::TEXT,
+        Type::JSONB,
+        Type::TEXT,
+        Type::JSONB,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+    ],
+};
 
-pub const COMPLETE_BATCH: &str = "SELECT outbox.complete_batch($1::bigint[], $2::uuid)";
+/// `outbox.enqueue_batch()`: topic, payloads, keys, headers, deliver_at,
+/// max_attempts.
+pub const ENQUEUE_BATCH: Sql = Sql {
+    text: "SELECT outbox.enqueue_batch($1::text, $2::jsonb[], keys => $3::text[], \
+           headers => $4::jsonb[], deliver_at => $5::timestamptz, max_attempts => $6::integer)",
+    params: &[
+        Type::TEXT,
+        Type::JSONB_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::JSONB_ARRAY,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+    ],
+};
 
-pub const RELEASE_BATCH: &str = "SELECT outbox.release_batch($1::bigint[], $2::uuid)";
+/// `outbox.claim()`: owner, batch size, lease (an interval as text), topics.
+/// The columns are named, in the order `claimed.rs` reads them.
+pub const CLAIM: Sql = Sql {
+    text: "SELECT id, topic, key, payload, headers, attempt, lease_token, lease_expires_at, \
+           created_at FROM outbox.claim($1::text, $2::integer, $3::text::interval, $4::text[])",
+    params: &[Type::TEXT, Type::INT4, Type::TEXT, Type::TEXT_ARRAY],
+};
 
-pub const EXTEND_BATCH: &str =
-    "SELECT outbox.extend_batch($1::bigint[], $2::uuid, $3::text::interval)";
+/// `outbox.complete_batch()`: ids, lease token.
+pub const COMPLETE_BATCH: Sql = Sql {
+    text: "SELECT outbox.complete_batch($1::bigint[], $2::uuid)",
+    params: &[Type::INT8_ARRAY, Type::UUID],
+};
 
-pub const FAIL: &str =
-    "SELECT state, next_attempt_at FROM outbox.fail($1::bigint, $2::uuid, $3::text, \
-     retry_in => $4::text::interval, permanent => $5::boolean)";
+/// `outbox.release_batch()`: ids, lease token.
+pub const RELEASE_BATCH: Sql = Sql {
+    text: "SELECT outbox.release_batch($1::bigint[], $2::uuid)",
+    params: &[Type::INT8_ARRAY, Type::UUID],
+};
 
-pub const STATS: &str = "SELECT topic, ready, blocked, scheduled, leased, dead, \
-     extract(epoch FROM oldest_ready_age)::float8 FROM outbox.stats()";
+/// `outbox.extend_batch()`: ids, lease token, lease (an interval as text).
+pub const EXTEND_BATCH: Sql = Sql {
+    text: "SELECT outbox.extend_batch($1::bigint[], $2::uuid, $3::text::interval)",
+    params: &[Type::INT8_ARRAY, Type::UUID, Type::TEXT],
+};
 
-pub const EXTENSION_PRESENT: &str =
-    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'outbox')";
+/// `outbox.fail()`: id, lease token, error, retry_in (an interval as text),
+/// permanent.
+pub const FAIL: Sql = Sql {
+    text: "SELECT state, next_attempt_at FROM outbox.fail($1::bigint, $2::uuid, $3::text, \
+           retry_in => $4::text::interval, permanent => $5::boolean)",
+    params: &[Type::INT8, Type::UUID, Type::TEXT, Type::TEXT, Type::BOOL],
+};
+
+/// `outbox.stats()`, the age in seconds (a float, not an interval, which
+/// the client would have to parse).
+pub const STATS: Sql = Sql {
+    text: "SELECT topic, ready, blocked, scheduled, leased, dead, \
+           extract(epoch FROM oldest_ready_age)::float8 FROM outbox.stats()",
+    params: &[],
+};
+
+/// Whether `CREATE EXTENSION outbox` ran in this database.
+pub const EXTENSION_PRESENT: Sql = Sql {
+    text: "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'outbox')",
+    params: &[],
+};

@@ -1,9 +1,11 @@
 //! [`Store`]: the SQL API, one method per function, on any
 //! [`GenericClient`] — a `Client` or the caller's own `Transaction`, so an
 //! enqueue commits or rolls back with the caller's business rows. Each
-//! method sends its statement as text through the one function per call in
-//! [`crate::call`], the same code the relay runs with prepared statements.
+//! method sends its statement unnamed, with its types (one round trip, and
+//! safe behind a transaction-mode pooler), through the one function per
+//! call in [`crate::call`], the code the relay runs too.
 
+use crate::call::Statement::Typed;
 use crate::types::{Claim, FailOutcome, LeaseToken, NewMessage, Topic, TopicStats};
 use crate::{call, sql, Error};
 use chrono::{DateTime, Utc};
@@ -33,7 +35,7 @@ impl Store {
         client: &impl GenericClient,
         msg: &NewMessage,
     ) -> Result<i64, Error> {
-        call::enqueue(client, sql::ENQUEUE, msg).await
+        call::enqueue(client, Typed(&sql::ENQUEUE), msg).await
     }
 
     /// `outbox.enqueue_batch()`: many messages of one topic in one statement.
@@ -46,7 +48,7 @@ impl Store {
         deliver_at: Option<DateTime<Utc>>,
         max_attempts: Option<i32>,
     ) -> Result<Vec<i64>, Error> {
-        let statement = sql::ENQUEUE_BATCH;
+        let statement = Typed(&sql::ENQUEUE_BATCH);
         call::enqueue_batch(client, statement, topic, messages, deliver_at, max_attempts).await
     }
 
@@ -66,7 +68,7 @@ impl Store {
         lease: Duration,
         topics: Option<&[String]>,
     ) -> Result<Claim, Error> {
-        call::claim(client, sql::CLAIM, owner, batch_size, lease, topics).await
+        call::claim(client, Typed(&sql::CLAIM), owner, batch_size, lease, topics).await
     }
 
     /// `outbox.complete_batch()`: returns how many the token still held.
@@ -76,7 +78,7 @@ impl Store {
         ids: &[i64],
         token: LeaseToken,
     ) -> Result<u64, Error> {
-        call::complete_batch(client, sql::COMPLETE_BATCH, ids, token).await
+        call::complete_batch(client, Typed(&sql::COMPLETE_BATCH), ids, token).await
     }
 
     /// `outbox.release_batch()`: back to ready without spending an attempt.
@@ -86,7 +88,7 @@ impl Store {
         ids: &[i64],
         token: LeaseToken,
     ) -> Result<u64, Error> {
-        call::release_batch(client, sql::RELEASE_BATCH, ids, token).await
+        call::release_batch(client, Typed(&sql::RELEASE_BATCH), ids, token).await
     }
 
     /// `outbox.extend_batch()`: hold the messages for `lease` from now.
@@ -97,7 +99,7 @@ impl Store {
         token: LeaseToken,
         lease: Duration,
     ) -> Result<u64, Error> {
-        call::extend_batch(client, sql::EXTEND_BATCH, ids, token, lease).await
+        call::extend_batch(client, Typed(&sql::EXTEND_BATCH), ids, token, lease).await
     }
 
     /// `outbox.fail()`: the database schedules the retry or dead-letters it.
@@ -110,16 +112,25 @@ impl Store {
         retry_in: Option<Duration>,
         permanent: bool,
     ) -> Result<FailOutcome, Error> {
-        call::fail(client, sql::FAIL, id, token, error, retry_in, permanent).await
+        call::fail(
+            client,
+            Typed(&sql::FAIL),
+            id,
+            token,
+            error,
+            retry_in,
+            permanent,
+        )
+        .await
     }
 
     /// `outbox.stats()`.
     pub async fn stats(&self, client: &impl GenericClient) -> Result<Vec<TopicStats>, Error> {
-        call::stats(client, sql::STATS).await
+        call::stats(client, Typed(&sql::STATS)).await
     }
 
     /// Fails with [`Error::ExtensionMissing`] unless `CREATE EXTENSION outbox` ran.
     pub async fn check_extension(&self, client: &impl GenericClient) -> Result<(), Error> {
-        call::check_extension(client, sql::EXTENSION_PRESENT).await
+        call::check_extension(client, Typed(&sql::EXTENSION_PRESENT)).await
     }
 }

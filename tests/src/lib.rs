@@ -38,6 +38,7 @@
 //! ```
 
 mod cluster;
+mod pgbouncer;
 mod relay;
 pub mod soak;
 mod sys;
@@ -45,6 +46,7 @@ mod testdb;
 mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, DEFAULT_PG_BIN, SUPERUSER};
+pub use pgbouncer::{PgBouncer, PGBOUNCER_BIN};
 pub use relay::{relay_binary, RelayProcess, RELAY_PATIENCE};
 pub use testdb::{TestDb, EXTENSION, TEMPLATE_DB};
 pub use wait::{wait_for, wait_until, POLL_INTERVAL};

@@ -15,7 +15,10 @@ use tokio_util::sync::CancellationToken;
 /// One connection attempt to `cfg.db` secured by `cfg.tls`, with the relay's
 /// session settings: an empty search_path (every statement is
 /// schema-qualified) and asynchronous commit (a lost acknowledgement of
-/// complete/fail only means a redelivery).
+/// complete/fail only means a redelivery). None behind a pooler
+/// ([`RelayConfig::pooler`]): a session setting would stay on a server
+/// connection that other clients get next, and would not be on the next one
+/// this relay gets.
 pub(crate) async fn connect_once(cfg: &RelayConfig) -> Result<Client, Error> {
     let (client, connection) = crate::connect(&cfg.db, &cfg.tls).await?;
     tokio::spawn(async move {
@@ -23,7 +26,9 @@ pub(crate) async fn connect_once(cfg: &RelayConfig) -> Result<Client, Error> {
             tracing::debug!(error = %error_chain(&e), "connection closed");
         }
     });
-    client.query_one(sql::SESSION_SETUP, &[]).await?;
+    if !cfg.pooler {
+        client.query_one(sql::SESSION_SETUP, &[]).await?;
+    }
     Ok(client)
 }
 

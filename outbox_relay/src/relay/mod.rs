@@ -83,9 +83,14 @@ pub struct RelayConfig {
     /// Longest sleep when idle, also the fallback when a wake-up is missed,
     /// and how soon retries falling due are seen. Default: 5 s.
     pub poll_interval: Duration,
-    /// Wake on the doorbell (LISTEN). Turn off behind connection poolers that
-    /// cannot LISTEN; the relay then polls. Default: true.
+    /// Wake on the doorbell (LISTEN); off, the relay polls. Default: true.
     pub listen: bool,
+    /// Behind a transaction-mode connection pooler (PgBouncer
+    /// `pool_mode = transaction`), where nothing of a session survives from
+    /// one transaction to the next: no doorbell (as if `listen` were off),
+    /// no prepared statements (each call is sent unnamed, with its types),
+    /// no session settings (commits are synchronous). Default: false.
+    pub pooler: bool,
     /// How long the soft shutdown phase may take. Default: 10 s.
     pub shutdown_grace: Duration,
     /// Longest wait between reconnect attempts. Default: 5 s.
@@ -108,6 +113,7 @@ impl RelayConfig {
             topics: None,
             poll_interval: Duration::from_secs(5),
             listen: true,
+            pooler: false,
             shutdown_grace: Duration::from_secs(10),
             reconnect_max: Duration::from_secs(5),
             metrics_addr: None,
@@ -301,7 +307,7 @@ impl<P: Publisher> Relay<P> {
                 result
             });
         }
-        if self.config.listen {
+        if self.config.listen && !self.config.pooler {
             let shared = shared.clone();
             tasks.spawn(async move {
                 doorbell::run(shared).await;
@@ -316,7 +322,7 @@ impl<P: Publisher> Relay<P> {
             });
         }
         drop(shared);
-        tracing::info!(owner = %self.config.owner, workers = self.config.concurrency, listen = self.config.listen, "relay started");
+        tracing::info!(owner = %self.config.owner, workers = self.config.concurrency, listen = self.config.listen, pooler = self.config.pooler, "relay started");
 
         let mut ending = Ending::default();
         // Running: until cancelled, or a task fails. (A task that ends

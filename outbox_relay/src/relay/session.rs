@@ -7,11 +7,13 @@
 
 use super::connect;
 use super::RelayConfig;
-use outbox_client::{call, sql, Claim, Error, FailOutcome, LeaseToken, TopicStats};
+use outbox_client::call::Statement;
+use outbox_client::sql::{self, Sql};
+use outbox_client::{call, Claim, Error, FailOutcome, LeaseToken, TopicStats};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 /// How long [`Session::connected`] may keep reconnecting.
@@ -26,16 +28,18 @@ pub(crate) enum Patience<'a> {
     Until(Instant),
 }
 
-/// The statements, prepared once per connection so each call is one round
-/// trip (Bind/Execute) instead of two (Parse, then Bind/Execute). Only valid
-/// on the connection that prepared them, which is why they live together.
+/// The statements, prepared once per connection so each call sends only
+/// Bind/Execute. Only valid on the connection that prepared them, which is
+/// why they live together. Not made behind a pooler
+/// ([`RelayConfig::pooler`]): there the next transaction may run on
+/// another server connection, where they do not exist.
 struct Prepared {
-    claim: Statement,
-    complete_batch: Statement,
-    release_batch: Statement,
-    extend_batch: Statement,
-    fail: Statement,
-    stats: Statement,
+    claim: tokio_postgres::Statement,
+    complete_batch: tokio_postgres::Statement,
+    release_batch: tokio_postgres::Statement,
+    extend_batch: tokio_postgres::Statement,
+    fail: tokio_postgres::Statement,
+    stats: tokio_postgres::Statement,
 }
 
 /// A live connection and its prepared statements. Methods are named as the
@@ -43,34 +47,56 @@ struct Prepared {
 /// runs too.
 pub(crate) struct Conn {
     client: Client,
-    prepared: Prepared,
+    /// `None` behind a pooler: then every call is sent unnamed, with types.
+    prepared: Option<Prepared>,
     cfg: Arc<RelayConfig>,
 }
 
 impl Conn {
     async fn open(cfg: &Arc<RelayConfig>) -> Result<Conn, Error> {
         let client = connect::connect_once(cfg).await?;
-        let (claim, complete_batch, release_batch, extend_batch, fail, stats) = tokio::try_join!(
-            client.prepare(sql::CLAIM),
-            client.prepare(sql::COMPLETE_BATCH),
-            client.prepare(sql::RELEASE_BATCH),
-            client.prepare(sql::EXTEND_BATCH),
-            client.prepare(sql::FAIL),
-            client.prepare(sql::STATS),
-        )?;
-        let prepared = Prepared {
-            claim,
-            complete_batch,
-            release_batch,
-            extend_batch,
-            fail,
-            stats,
+        let prepared = if cfg.pooler {
+            None
+        } else {
+            Some(Conn::prepare(&client).await?)
         };
         Ok(Conn {
             client,
             prepared,
             cfg: cfg.clone(),
         })
+    }
+
+    async fn prepare(client: &Client) -> Result<Prepared, Error> {
+        let (claim, complete_batch, release_batch, extend_batch, fail, stats) = tokio::try_join!(
+            client.prepare_typed(sql::CLAIM.text, sql::CLAIM.params),
+            client.prepare_typed(sql::COMPLETE_BATCH.text, sql::COMPLETE_BATCH.params),
+            client.prepare_typed(sql::RELEASE_BATCH.text, sql::RELEASE_BATCH.params),
+            client.prepare_typed(sql::EXTEND_BATCH.text, sql::EXTEND_BATCH.params),
+            client.prepare_typed(sql::FAIL.text, sql::FAIL.params),
+            client.prepare_typed(sql::STATS.text, sql::STATS.params),
+        )?;
+        Ok(Prepared {
+            claim,
+            complete_batch,
+            release_batch,
+            extend_batch,
+            fail,
+            stats,
+        })
+    }
+
+    /// `sql` as this connection sends it: prepared, or unnamed behind a
+    /// pooler.
+    fn statement(
+        &self,
+        sql: &'static Sql,
+        prepared: fn(&Prepared) -> &tokio_postgres::Statement,
+    ) -> Statement<'_> {
+        match &self.prepared {
+            Some(p) => Statement::Prepared(prepared(p)),
+            None => Statement::Typed(sql),
+        }
     }
 
     /// The connection itself, for what is not an outbox call (the
@@ -83,7 +109,7 @@ impl Conn {
     pub async fn claim(&self) -> Result<Claim, Error> {
         let cfg = &self.cfg;
         let topics = cfg.topics.as_deref();
-        let statement = &self.prepared.claim;
+        let statement = self.statement(&sql::CLAIM, |p| &p.claim);
         call::claim(
             &self.client,
             statement,
@@ -97,17 +123,19 @@ impl Conn {
 
     /// `outbox.complete_batch()`: how many of `ids` the token still held.
     pub async fn complete_batch(&self, ids: &[i64], token: LeaseToken) -> Result<u64, Error> {
-        call::complete_batch(&self.client, &self.prepared.complete_batch, ids, token).await
+        let statement = self.statement(&sql::COMPLETE_BATCH, |p| &p.complete_batch);
+        call::complete_batch(&self.client, statement, ids, token).await
     }
 
     /// `outbox.release_batch()`: how many went back unspent.
     pub async fn release_batch(&self, ids: &[i64], token: LeaseToken) -> Result<u64, Error> {
-        call::release_batch(&self.client, &self.prepared.release_batch, ids, token).await
+        let statement = self.statement(&sql::RELEASE_BATCH, |p| &p.release_batch);
+        call::release_batch(&self.client, statement, ids, token).await
     }
 
     /// `outbox.extend_batch()` by the relay's lease: how many are still held.
     pub async fn extend_batch(&self, ids: &[i64], token: LeaseToken) -> Result<u64, Error> {
-        let statement = &self.prepared.extend_batch;
+        let statement = self.statement(&sql::EXTEND_BATCH, |p| &p.extend_batch);
         call::extend_batch(&self.client, statement, ids, token, self.cfg.lease).await
     }
 
@@ -120,7 +148,7 @@ impl Conn {
         retry_in: Option<Duration>,
         permanent: bool,
     ) -> Result<FailOutcome, Error> {
-        let statement = &self.prepared.fail;
+        let statement = self.statement(&sql::FAIL, |p| &p.fail);
         call::fail(
             &self.client,
             statement,
@@ -135,7 +163,7 @@ impl Conn {
 
     /// `outbox.stats()`.
     pub async fn stats(&self) -> Result<Vec<TopicStats>, Error> {
-        call::stats(&self.client, &self.prepared.stats).await
+        call::stats(&self.client, self.statement(&sql::STATS, |p| &p.stats)).await
     }
 }
 

@@ -11,7 +11,8 @@ mod psql;
 mod run_as;
 mod start;
 
-use run_as::RunAs;
+pub(crate) use run_as::RunAs;
+pub(crate) use start::run as run_command;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;

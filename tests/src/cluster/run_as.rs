@@ -10,15 +10,15 @@ use std::process::{Command, Stdio};
 /// root, which PostgreSQL refuses — an unprivileged OS user via `runuser`
 /// (or `sudo` where `runuser` is missing).
 #[derive(Debug, Clone)]
-pub(super) struct RunAs {
+pub(crate) struct RunAs {
     /// The OS user when switching, None when running as ourselves.
-    pub(super) user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Command prefix, e.g. `runuser -u postgres --`.
     pub(super) prefix: Vec<OsString>,
 }
 
 impl RunAs {
-    pub(super) fn detect() -> Result<RunAs, String> {
+    pub(crate) fn detect() -> Result<RunAs, String> {
         if !sys::is_root() {
             return Ok(RunAs {
                 user: None,
@@ -70,7 +70,7 @@ impl RunAs {
         })
     }
 
-    pub(super) fn command(&self, program: &Path) -> Command {
+    pub(crate) fn command(&self, program: &Path) -> Command {
         match self.prefix.split_first() {
             None => Command::new(program),
             Some((first, rest)) => {

@@ -210,7 +210,7 @@ fn harness_settings(socket_dir: &Path, port: u16, durable: bool) -> String {
 }
 
 /// Runs `cmd`, returning its output, or an error message with its output.
-pub(super) fn run(cmd: &mut Command) -> Result<Output, String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<Output, String> {
     let shown = format!("{cmd:?}");
     let out = cmd
         .stdin(Stdio::null())

@@ -18,6 +18,7 @@ mod partitions;
 mod peers;
 mod per_key_order;
 mod plans;
+mod pooler;
 mod privileges;
 mod relay;
 mod settle;

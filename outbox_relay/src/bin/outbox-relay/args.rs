@@ -79,10 +79,15 @@ pub struct Args {
     #[arg(long, env = "OUTBOX_POLL_INTERVAL", value_parser = humantime::parse_duration)]
     pub poll_interval: Option<Duration>,
 
-    /// Do not LISTEN for the doorbell, only poll (for connection poolers in
-    /// transaction mode, which cannot LISTEN).
+    /// Do not LISTEN for the doorbell, only poll.
     #[arg(long, env = "OUTBOX_POLL_ONLY")]
     pub poll_only: bool,
+
+    /// --database-url is a transaction-mode pooler (PgBouncer pool_mode =
+    /// transaction): poll only, send every statement unnamed (no prepared
+    /// statements) and set nothing on the session.
+    #[arg(long, env = "OUTBOX_POOLER")]
+    pub pooler: bool,
 
     /// The name on this relay's leases. Default: <hostname>:<pid>:<random>.
     #[arg(long, env = "OUTBOX_OWNER")]
@@ -205,6 +210,7 @@ pub fn relay_config(args: &Args, matches: &ArgMatches) -> Result<RelayConfig, St
     }
     set(&mut config.poll_interval, args.poll_interval);
     config.listen = !args.poll_only;
+    config.pooler = args.pooler;
     set(&mut config.shutdown_grace, args.shutdown_grace);
     config.metrics_addr = args.metrics_addr;
     set(&mut config.owner, args.owner.clone());
