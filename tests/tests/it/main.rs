@@ -23,4 +23,5 @@ mod privileges;
 mod relay;
 mod settle;
 mod store;
+mod transcripts;
 mod webhook;
