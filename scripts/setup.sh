@@ -25,6 +25,8 @@ APT_PACKAGES=(
     "postgresql-${PG_MAJOR}-pgtap"
     make
     nats-server
+    # the Redis Streams publisher's tests start their own server
+    redis-server
     # the pooler the relay is tested behind (pool_mode = transaction)
     pgbouncer
     # make bench's peer (pgmq comes from its crate's embedded SQL instead)

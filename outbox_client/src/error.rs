@@ -173,8 +173,9 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     while let Some(inner) = cause {
         let text = inner.to_string();
         // io::Error shows its inner error and then reports that error's
-        // source as its own: skip what is already said.
-        if !s.ends_with(&text) {
+        // source as its own, and a Display may already include its causes:
+        // skip what is already said.
+        if !s.contains(&text) {
             s.push_str(": ");
             s.push_str(&text);
         }

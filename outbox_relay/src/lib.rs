@@ -5,13 +5,16 @@
 //! - [`Relay`] and [`RelayConfig`]: the loop and its settings (see the
 //!   [`relay`](Relay) docs for shutdown and poison messages).
 //! - [`Publisher`]: where messages go. [`StdoutPublisher`] is the embedded
-//!   default (one JSON line per message); HTTP webhooks, NATS JetStream and
-//!   Kafka are behind the features `http`, `nats` and `kafka`.
+//!   default (one JSON line per message); HTTP webhooks, NATS JetStream,
+//!   Kafka and Redis Streams are behind the features `http`, `nats`, `kafka`
+//!   and `redis`.
 //! - [`ConnInfo`] and [`connect`]: libpq connection strings with `sslmode`,
 //!   `sslrootcert`, `sslcert` and `sslkey`, over rustls; the relay connects
 //!   the same way ([`RelayConfig::tls`]).
 //! - The `outbox-relay` binary wraps all of it with a command line, logs,
-//!   Prometheus metrics and health endpoints.
+//!   Prometheus metrics and health endpoints; the `outbox` binary is the
+//!   operator's CLI (stats, blocked keys, peek, dead letters), with the same
+//!   connection flags ([`cli::ConnectionArgs`]).
 //!
 //! Producers do not need this crate: `outbox_client` is the library to
 //! enqueue with. This one re-exports the client types its own API uses.
@@ -30,6 +33,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cli;
 mod conninfo;
 pub mod publish;
 mod relay;
@@ -45,4 +49,6 @@ pub use publish::{HttpConfig, HttpPublisher};
 pub use publish::{KafkaConfig, KafkaPublisher};
 #[cfg(feature = "nats")]
 pub use publish::{NatsConfig, NatsPublisher};
+#[cfg(feature = "redis")]
+pub use publish::{RedisConfig, RedisPublisher};
 pub use relay::{Relay, RelayConfig, RelayStats};

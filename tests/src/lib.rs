@@ -47,7 +47,7 @@ mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, DEFAULT_PG_BIN, SUPERUSER};
 pub use pgbouncer::{PgBouncer, PGBOUNCER_BIN};
-pub use relay::{relay_binary, RelayProcess, RELAY_PATIENCE};
+pub use relay::{built_binary, relay_binary, RelayProcess, RELAY_PATIENCE};
 pub use testdb::{TestDb, EXTENSION, TEMPLATE_DB};
 pub use wait::{wait_for, wait_until, POLL_INTERVAL};
 

@@ -24,12 +24,22 @@ pub const RELAY_PATIENCE: Duration = Duration::from_secs(60);
 ///
 /// If it was not built (`cargo build -p outbox_relay --bins`; make test does).
 pub fn relay_binary() -> PathBuf {
+    built_binary("outbox-relay")
+}
+
+/// target/<profile>/`name`: a binary of `outbox_relay` (`outbox-relay`,
+/// `outbox`).
+///
+/// # Panics
+///
+/// If it was not built (`cargo build -p outbox_relay --bins`; make test does).
+pub fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let bin = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target dir")
-        .join("outbox-relay");
+        .join(name);
     assert!(
         bin.exists(),
         "{} is missing: build it with `cargo build -p outbox_relay --bins` (make test does)",

@@ -7,6 +7,8 @@ mod http;
 mod kafka;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "redis")]
+mod redis;
 mod stdout;
 
 #[cfg(feature = "http")]
@@ -15,6 +17,8 @@ pub use http::{HttpConfig, HttpPublisher};
 pub use kafka::{KafkaConfig, KafkaPublisher};
 #[cfg(feature = "nats")]
 pub use nats::{NatsConfig, NatsPublisher};
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisPublisher};
 pub use stdout::StdoutPublisher;
 
 use crate::Message;

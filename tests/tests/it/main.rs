@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod claim;
+mod cli;
 mod client_errors;
 mod dead_letters;
 mod doorbell;
@@ -20,6 +21,7 @@ mod per_key_order;
 mod plans;
 mod pooler;
 mod privileges;
+mod redis;
 mod relay;
 mod settle;
 mod store;

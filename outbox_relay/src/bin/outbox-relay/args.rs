@@ -1,11 +1,12 @@
 //! The command line: every flag, and how the flags given lay over the
 //! library's defaults (`RelayConfig::new`, `HttpConfig::new`,
-//! `NatsConfig::default`, `KafkaConfig::default`), which are the only place
-//! a default is written.
+//! `NatsConfig::default`, `KafkaConfig::default`, `RedisConfig::default`),
+//! which are the only place a default is written. The connection flags are
+//! `outbox_relay::cli::ConnectionArgs`, shared with the `outbox` CLI.
 
-use clap::parser::ValueSource;
 use clap::{ArgMatches, Command, CommandFactory, Parser, ValueEnum};
-use outbox_relay::{ConnInfo, Error, HttpConfig, KafkaConfig, NatsConfig, RelayConfig, TlsOptions};
+use outbox_relay::cli::ConnectionArgs;
+use outbox_relay::{HttpConfig, KafkaConfig, NatsConfig, RedisConfig, RelayConfig};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -18,6 +19,8 @@ pub enum PublisherKind {
     Nats,
     /// Produce to Kafka (topic = --kafka-topic-prefix + topic, key = outbox key).
     Kafka,
+    /// XADD to Redis Streams (stream = --redis-stream-prefix + topic).
+    Redis,
 }
 
 /// Relay messages from a PostgreSQL outbox (CREATE EXTENSION outbox) to a broker.
@@ -26,34 +29,9 @@ pub enum PublisherKind {
 #[derive(Debug, Parser)]
 #[command(name = "outbox-relay", version, about, long_about = None)]
 pub struct Args {
-    /// PostgreSQL connection string: a URL (postgres://user@host:5432/db) or
-    /// key=value pairs (host=/var/run/postgresql dbname=app). It may carry
-    /// sslmode, sslrootcert, sslcert and sslkey as libpq does.
-    #[arg(long, env = "OUTBOX_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
-
-    /// TLS to PostgreSQL (over TCP; unix sockets are never encrypted):
-    /// disable; prefer (the default: TLS if the server offers it, not
-    /// verified, else plain text); require (TLS, verified only against
-    /// --sslrootcert if given); verify-ca (the certificate chains to
-    /// --sslrootcert, or the system roots); verify-full (verify-ca, and the
-    /// certificate names the host). A flag that contradicts the connection
-    /// string is an error; PGSSL* variables only fill in what it leaves out.
-    #[arg(long, env = "PGSSLMODE", value_name = "MODE")]
-    pub sslmode: Option<String>,
-
-    /// PEM file of the CA certificate(s) to trust, or "system" (the system
-    /// roots; needs verify-full). Default: the system roots for verify-*.
-    #[arg(long, env = "PGSSLROOTCERT", value_name = "FILE")]
-    pub sslrootcert: Option<String>,
-
-    /// PEM client certificate, for `cert` authentication (needs --sslkey).
-    #[arg(long, env = "PGSSLCERT", value_name = "FILE")]
-    pub sslcert: Option<String>,
-
-    /// The client certificate's unencrypted PEM key (mode 0600).
-    #[arg(long, env = "PGSSLKEY", value_name = "FILE")]
-    pub sslkey: Option<String>,
+    /// --database-url and the TLS flags, shared with the `outbox` CLI.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// Where messages go.
     #[arg(long, env = "OUTBOX_PUBLISHER", value_enum, default_value = "stdout")]
@@ -149,6 +127,23 @@ pub struct Args {
     )]
     pub kafka_options: Vec<String>,
 
+    /// Redis server URL for --publisher redis (rediss:// for TLS).
+    #[arg(long, env = "OUTBOX_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prepended to the topic to make the Redis stream key.
+    #[arg(long, env = "OUTBOX_REDIS_STREAM_PREFIX")]
+    pub redis_stream_prefix: Option<String>,
+
+    /// Trim each stream to about this many entries (XADD MAXLEN ~ N).
+    /// Default: never trimmed.
+    #[arg(long, env = "OUTBOX_REDIS_MAXLEN")]
+    pub redis_maxlen: Option<u64>,
+
+    /// How long connecting, and one batch's XADD replies, may take.
+    #[arg(long, env = "OUTBOX_REDIS_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Option<Duration>,
+
     /// Serve Prometheus /metrics, /healthz and /readyz on this address
     /// (e.g. 127.0.0.1:9187). Default: not served.
     #[arg(long, env = "OUTBOX_METRICS_ADDR")]
@@ -159,47 +154,9 @@ pub struct Args {
     pub log: String,
 }
 
-/// The TLS flags given on the command line (`explicit`) and those from
-/// PGSSL* variables (`fallback`), for [`ConnInfo::parse_with`].
-fn tls_options(args: &Args, matches: &ArgMatches) -> (TlsOptions, TlsOptions) {
-    let (mut explicit, mut fallback) = (TlsOptions::default(), TlsOptions::default());
-    let flags = [
-        ("sslmode", &args.sslmode),
-        ("sslrootcert", &args.sslrootcert),
-        ("sslcert", &args.sslcert),
-        ("sslkey", &args.sslkey),
-    ];
-    for (name, value) in flags {
-        let from_env = matches.value_source(name) == Some(ValueSource::EnvVariable);
-        let target = if from_env {
-            &mut fallback
-        } else {
-            &mut explicit
-        };
-        let slot = match name {
-            "sslmode" => &mut target.sslmode,
-            "sslrootcert" => &mut target.sslrootcert,
-            "sslcert" => &mut target.sslcert,
-            _ => &mut target.sslkey,
-        };
-        slot.clone_from(value);
-    }
-    (explicit, fallback)
-}
-
 /// The relay's settings: the flags given, over [`RelayConfig::new`].
 pub fn relay_config(args: &Args, matches: &ArgMatches) -> Result<RelayConfig, String> {
-    let (explicit, fallback) = tls_options(args, matches);
-    let info = ConnInfo::parse_with(&args.database_url, &explicit, &fallback).map_err(|e| {
-        match e {
-            // Name the flag the user typed, not the library's word for it.
-            Error::Config {
-                field: "connection string",
-                reason,
-            } => format!("--database-url (OUTBOX_DATABASE_URL): {reason}"),
-            other => other.to_string(),
-        }
-    })?;
+    let info = args.connection.conninfo(matches)?;
     let mut config = RelayConfig::new(info.db);
     config.tls = info.tls;
     set(&mut config.batch_size, args.batch_size);
@@ -274,6 +231,18 @@ pub fn kafka_config(args: &Args) -> Result<KafkaConfig, String> {
     Ok(config)
 }
 
+/// `--publisher redis`: the flags over [`RedisConfig::default`].
+pub fn redis_config(args: &Args) -> RedisConfig {
+    let mut config = RedisConfig::default();
+    set(&mut config.url, args.redis_url.clone());
+    set(&mut config.stream_prefix, args.redis_stream_prefix.clone());
+    if args.redis_maxlen.is_some() {
+        config.maxlen = args.redis_maxlen;
+    }
+    set(&mut config.timeout, args.redis_timeout);
+    config
+}
+
 /// The command line, its help showing each default the library applies
 /// when a flag is left out (read from the config types, so help and
 /// behaviour cannot disagree).
@@ -281,6 +250,7 @@ pub fn command() -> Command {
     let relay = RelayConfig::new(tokio_postgres::Config::new());
     let nats = NatsConfig::default();
     let kafka = KafkaConfig::default();
+    let redis = RedisConfig::default();
     let time = |d: Duration| humantime::format_duration(d).to_string();
     let defaults = [
         ("batch_size", relay.batch_size.to_string()),
@@ -293,6 +263,8 @@ pub fn command() -> Command {
         ("nats_timeout", time(nats.timeout)),
         ("kafka_brokers", kafka.bootstrap_servers),
         ("kafka_timeout", time(kafka.timeout)),
+        ("redis_url", redis.url),
+        ("redis_timeout", time(redis.timeout)),
     ];
     defaults
         .into_iter()
@@ -340,6 +312,11 @@ mod tests {
             kafka.bootstrap_servers,
             KafkaConfig::default().bootstrap_servers
         );
+        let (redis, defaults) = (redis_config(&args), RedisConfig::default());
+        assert_eq!(
+            (redis.url, redis.maxlen, redis.timeout),
+            (defaults.url, defaults.maxlen, defaults.timeout)
+        );
     }
 
     #[test]
@@ -354,6 +331,8 @@ mod tests {
             "2m",
             "--nats-timeout",
             "9s",
+            "--redis-maxlen",
+            "1000",
         ];
         let (args, matches) = parse(&argv);
         let config = relay_config(&args, &matches).unwrap();
@@ -362,6 +341,7 @@ mod tests {
             (7, Duration::from_secs(120))
         );
         assert_eq!(nats_config(&args).timeout, Duration::from_secs(9));
+        assert_eq!(redis_config(&args).maxlen, Some(1000));
     }
 
     #[test]

@@ -8,8 +8,8 @@ mod args;
 use args::{Args, PublisherKind};
 use clap::FromArgMatches;
 use outbox_relay::{
-    error_chain, Error, HttpPublisher, KafkaPublisher, NatsPublisher, Publisher, Relay,
-    StdoutPublisher,
+    error_chain, Error, HttpPublisher, KafkaPublisher, NatsPublisher, Publisher, RedisPublisher,
+    Relay, StdoutPublisher,
 };
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -90,6 +90,13 @@ async fn main() -> ExitCode {
                 }
             };
             match KafkaPublisher::connect(kafka).await {
+                Ok(p) => run(Relay::new(config, p), shutdown).await,
+                Err(e) => Err(e),
+            }
+        }
+        PublisherKind::Redis => {
+            let redis = args::redis_config(&args);
+            match RedisPublisher::connect(redis).await {
                 Ok(p) => run(Relay::new(config, p), shutdown).await,
                 Err(e) => Err(e),
             }
