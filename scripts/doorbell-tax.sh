@@ -40,9 +40,9 @@ trap cleanup EXIT
 CREATE EXTENSION outbox;
 CREATE FUNCTION public.row_notify() RETURNS trigger LANGUAGE plpgsql AS
     $$ BEGIN PERFORM pg_notify('outbox_doorbell', ''); RETURN NULL; END $$;
-CREATE TRIGGER row_notify AFTER INSERT ON outbox.messages
+CREATE TRIGGER row_notify AFTER INSERT ON outbox.log
     FOR EACH ROW EXECUTE FUNCTION public.row_notify();
-ALTER TABLE outbox.messages DISABLE TRIGGER row_notify;
+ALTER TABLE outbox.log DISABLE TRIGGER row_notify;
 SQL
 echo "SELECT outbox.enqueue('bench', '{\"order_id\": 42, \"total\": \"99.50\"}');" > "$dir/enqueue.sql"
 chmod a+r "$dir/enqueue.sql"
@@ -57,8 +57,8 @@ setup_mode() {
         off) doorbell=DISABLE ;;
         row-notify) doorbell=DISABLE row=ENABLE ;;
     esac
-    "${psql[@]}" -d bench -c "ALTER TABLE outbox.messages $doorbell TRIGGER doorbell; ALTER TABLE outbox.messages $row TRIGGER row_notify; TRUNCATE outbox.messages" \
-        -c "VACUUM ANALYZE outbox.messages" -c "CHECKPOINT"
+    "${psql[@]}" -d bench -c "ALTER TABLE outbox.log $doorbell TRIGGER doorbell; ALTER TABLE outbox.log $row TRIGGER row_notify; TRUNCATE outbox.log" \
+        -c "VACUUM ANALYZE outbox.log" -c "CHECKPOINT"
     if [[ $mode == asleep ]]; then
         # A relay that LISTENs, arms and sleeps for the whole run.
         "${psql[@]}" -d bench -c "LISTEN outbox_doorbell" -c "SELECT outbox.doorbell_arm()" \
