@@ -27,6 +27,8 @@ APT_PACKAGES=(
     nats-server
     # the Redis Streams publisher's tests start their own server
     redis-server
+    # the RabbitMQ publisher's tests start their own node (own ports, own epmd)
+    rabbitmq-server
     # the pooler the relay is tested behind (pool_mode = transaction)
     pgbouncer
     # make bench's peer (pgmq comes from its crate's embedded SQL instead)

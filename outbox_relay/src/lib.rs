@@ -6,8 +6,8 @@
 //!   [`relay`](Relay) docs for shutdown and poison messages).
 //! - [`Publisher`]: where messages go. [`StdoutPublisher`] is the embedded
 //!   default (one JSON line per message); HTTP webhooks, NATS JetStream,
-//!   Kafka and Redis Streams are behind the features `http`, `nats`, `kafka`
-//!   and `redis`.
+//!   Kafka, Redis Streams and RabbitMQ are behind the features `http`,
+//!   `nats`, `kafka`, `redis` and `rabbitmq`.
 //! - [`ConnInfo`] and [`connect`]: libpq connection strings with `sslmode`,
 //!   `sslrootcert`, `sslcert` and `sslkey`, over rustls; the relay connects
 //!   the same way ([`RelayConfig::tls`]).
@@ -49,6 +49,8 @@ pub use publish::{HttpConfig, HttpPublisher};
 pub use publish::{KafkaConfig, KafkaPublisher};
 #[cfg(feature = "nats")]
 pub use publish::{NatsConfig, NatsPublisher};
+#[cfg(feature = "rabbitmq")]
+pub use publish::{RabbitMqConfig, RabbitMqPublisher};
 #[cfg(feature = "redis")]
 pub use publish::{RedisConfig, RedisPublisher};
 pub use relay::{Relay, RelayConfig, RelayStats};

@@ -7,6 +7,8 @@ mod http;
 mod kafka;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 #[cfg(feature = "redis")]
 mod redis;
 mod stdout;
@@ -17,6 +19,8 @@ pub use http::{HttpConfig, HttpPublisher};
 pub use kafka::{KafkaConfig, KafkaPublisher};
 #[cfg(feature = "nats")]
 pub use nats::{NatsConfig, NatsPublisher};
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::{RabbitMqConfig, RabbitMqPublisher};
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisPublisher};
 pub use stdout::StdoutPublisher;

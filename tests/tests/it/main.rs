@@ -21,6 +21,7 @@ mod per_key_order;
 mod plans;
 mod pooler;
 mod privileges;
+mod rabbitmq;
 mod redis;
 mod relay;
 mod settle;

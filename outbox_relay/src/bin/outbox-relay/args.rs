@@ -1,12 +1,13 @@
 //! The command line: every flag, and how the flags given lay over the
 //! library's defaults (`RelayConfig::new`, `HttpConfig::new`,
-//! `NatsConfig::default`, `KafkaConfig::default`, `RedisConfig::default`),
+//! `NatsConfig::default`, `KafkaConfig::default`, `RedisConfig::default`,
+//! `RabbitMqConfig::default`),
 //! which are the only place a default is written. The connection flags are
 //! `outbox_relay::cli::ConnectionArgs`, shared with the `outbox` CLI.
 
 use clap::{ArgMatches, Command, CommandFactory, Parser, ValueEnum};
 use outbox_relay::cli::ConnectionArgs;
-use outbox_relay::{HttpConfig, KafkaConfig, NatsConfig, RedisConfig, RelayConfig};
+use outbox_relay::{HttpConfig, KafkaConfig, NatsConfig, RabbitMqConfig, RedisConfig, RelayConfig};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -21,6 +22,9 @@ pub enum PublisherKind {
     Kafka,
     /// XADD to Redis Streams (stream = --redis-stream-prefix + topic).
     Redis,
+    /// Publish to RabbitMQ with confirms (exchange = --rabbitmq-exchange,
+    /// routing key = --rabbitmq-routing-key-prefix + topic).
+    Rabbitmq,
 }
 
 /// Relay messages from a PostgreSQL outbox (CREATE EXTENSION outbox) to a broker.
@@ -144,6 +148,24 @@ pub struct Args {
     #[arg(long, env = "OUTBOX_REDIS_TIMEOUT", value_parser = humantime::parse_duration)]
     pub redis_timeout: Option<Duration>,
 
+    /// RabbitMQ URL for --publisher rabbitmq (amqps:// for TLS; the vhost
+    /// URL-encoded, %2f for /).
+    #[arg(long, env = "OUTBOX_RABBITMQ_URL", hide_env_values = true)]
+    pub rabbitmq_url: Option<String>,
+
+    /// The exchange to publish to; "" is the default exchange, which
+    /// routes to the queue named by the routing key.
+    #[arg(long, env = "OUTBOX_RABBITMQ_EXCHANGE")]
+    pub rabbitmq_exchange: Option<String>,
+
+    /// Prepended to the topic to make the routing key.
+    #[arg(long, env = "OUTBOX_RABBITMQ_ROUTING_KEY_PREFIX")]
+    pub rabbitmq_routing_key_prefix: Option<String>,
+
+    /// How long connecting, and one batch's publisher confirms, may take.
+    #[arg(long, env = "OUTBOX_RABBITMQ_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub rabbitmq_timeout: Option<Duration>,
+
     /// Serve Prometheus /metrics, /healthz and /readyz on this address
     /// (e.g. 127.0.0.1:9187). Default: not served.
     #[arg(long, env = "OUTBOX_METRICS_ADDR")]
@@ -243,6 +265,19 @@ pub fn redis_config(args: &Args) -> RedisConfig {
     config
 }
 
+/// `--publisher rabbitmq`: the flags over [`RabbitMqConfig::default`].
+pub fn rabbitmq_config(args: &Args) -> RabbitMqConfig {
+    let mut config = RabbitMqConfig::default();
+    set(&mut config.url, args.rabbitmq_url.clone());
+    set(&mut config.exchange, args.rabbitmq_exchange.clone());
+    set(
+        &mut config.routing_key_prefix,
+        args.rabbitmq_routing_key_prefix.clone(),
+    );
+    set(&mut config.timeout, args.rabbitmq_timeout);
+    config
+}
+
 /// The command line, its help showing each default the library applies
 /// when a flag is left out (read from the config types, so help and
 /// behaviour cannot disagree).
@@ -251,6 +286,7 @@ pub fn command() -> Command {
     let nats = NatsConfig::default();
     let kafka = KafkaConfig::default();
     let redis = RedisConfig::default();
+    let rabbitmq = RabbitMqConfig::default();
     let time = |d: Duration| humantime::format_duration(d).to_string();
     let defaults = [
         ("batch_size", relay.batch_size.to_string()),
@@ -265,6 +301,9 @@ pub fn command() -> Command {
         ("kafka_timeout", time(kafka.timeout)),
         ("redis_url", redis.url),
         ("redis_timeout", time(redis.timeout)),
+        ("rabbitmq_url", rabbitmq.url),
+        ("rabbitmq_exchange", format!("{:?}", rabbitmq.exchange)),
+        ("rabbitmq_timeout", time(rabbitmq.timeout)),
     ];
     defaults
         .into_iter()
@@ -317,6 +356,12 @@ mod tests {
             (redis.url, redis.maxlen, redis.timeout),
             (defaults.url, defaults.maxlen, defaults.timeout)
         );
+        let (rabbitmq, defaults) = (rabbitmq_config(&args), RabbitMqConfig::default());
+        assert_eq!(
+            (rabbitmq.url, rabbitmq.exchange, rabbitmq.routing_key_prefix),
+            (defaults.url, defaults.exchange, defaults.routing_key_prefix)
+        );
+        assert_eq!(rabbitmq.timeout, defaults.timeout);
     }
 
     #[test]
@@ -333,6 +378,10 @@ mod tests {
             "9s",
             "--redis-maxlen",
             "1000",
+            "--rabbitmq-exchange",
+            "events",
+            "--rabbitmq-timeout",
+            "3s",
         ];
         let (args, matches) = parse(&argv);
         let config = relay_config(&args, &matches).unwrap();
@@ -342,6 +391,12 @@ mod tests {
         );
         assert_eq!(nats_config(&args).timeout, Duration::from_secs(9));
         assert_eq!(redis_config(&args).maxlen, Some(1000));
+        let rabbitmq = rabbitmq_config(&args);
+        assert_eq!(
+            (rabbitmq.exchange.as_str(), rabbitmq.timeout),
+            ("events", Duration::from_secs(3))
+        );
+        assert_eq!(rabbitmq.url, RabbitMqConfig::default().url);
     }
 
     #[test]

@@ -8,8 +8,8 @@ mod args;
 use args::{Args, PublisherKind};
 use clap::FromArgMatches;
 use outbox_relay::{
-    error_chain, Error, HttpPublisher, KafkaPublisher, NatsPublisher, Publisher, RedisPublisher,
-    Relay, StdoutPublisher,
+    error_chain, Error, HttpPublisher, KafkaPublisher, NatsPublisher, Publisher, RabbitMqPublisher,
+    RedisPublisher, Relay, StdoutPublisher,
 };
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +97,13 @@ async fn main() -> ExitCode {
         PublisherKind::Redis => {
             let redis = args::redis_config(&args);
             match RedisPublisher::connect(redis).await {
+                Ok(p) => run(Relay::new(config, p), shutdown).await,
+                Err(e) => Err(e),
+            }
+        }
+        PublisherKind::Rabbitmq => {
+            let rabbitmq = args::rabbitmq_config(&args);
+            match RabbitMqPublisher::connect(rabbitmq).await {
                 Ok(p) => run(Relay::new(config, p), shutdown).await,
                 Err(e) => Err(e),
             }
