@@ -117,6 +117,7 @@ pub async fn enqueue_batch(
                 other.topic
             ),
             hint: Some("Call enqueue_batch once per topic.".into()),
+            sqlstate: "22023",
         });
     }
     let payloads: Vec<&Value> = messages.iter().map(|m| &m.payload).collect();

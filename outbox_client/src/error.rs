@@ -16,33 +16,44 @@ use tokio_postgres::error::SqlState;
 pub enum Error {
     /// An argument the extension rejected (SQLSTATE 22023, 22004, 2202E):
     /// bad topic, key, headers, batch size, lease, ...
-    #[error("invalid input: {message}")]
+    #[error("invalid input: {message} {}", said(.sqlstate, .hint))]
     InvalidInput {
         /// The extension's message, e.g. `topic is empty`.
         message: String,
         /// What to do instead.
         hint: Option<String>,
+        /// The server's SQLSTATE, or for a rule the client checks before
+        /// sending, the one the extension would answer with.
+        sqlstate: &'static str,
     },
-    /// The payload is larger than `outbox.max_payload_bytes` (SQLSTATE 54000).
-    #[error("payload too large: {message}")]
+    /// The payload is larger than `outbox.max_payload_bytes`, or a batch
+    /// is too long (SQLSTATE 54000).
+    #[error("payload too large: {message} {}", said("54000", .hint))]
     PayloadTooLarge {
         /// The extension's message, with the size and the limit.
         message: String,
+        /// What to do instead.
+        hint: Option<String>,
     },
     /// An id that was never a message (SQLSTATE P0002).
-    #[error("unknown message: {message}")]
+    #[error("unknown message: {message} {}", said("P0002", .hint))]
     UnknownMessage {
         /// The extension's message.
         message: String,
+        /// What to do instead.
+        hint: Option<String>,
     },
     /// The `outbox` extension is not installed in this database.
     #[error("the outbox extension is missing: run CREATE EXTENSION outbox (as a superuser) in this database")]
     ExtensionMissing,
-    /// This role may not call the function (grant it with outbox.grant_producer / grant_relay).
-    #[error("permission denied: {message} (see outbox.grant_producer / outbox.grant_relay)")]
+    /// This role may not call the function (SQLSTATE 42501; grant it with
+    /// outbox.grant_producer / grant_relay).
+    #[error("permission denied: {message} {} (see outbox.grant_producer / outbox.grant_relay)", said("42501", .hint))]
     PermissionDenied {
         /// PostgreSQL's message.
         message: String,
+        /// PostgreSQL's hint, if it gave one.
+        hint: Option<String>,
     },
     /// A value could not be turned into JSON.
     #[error("payload is not serializable as JSON: {0}")]
@@ -93,6 +104,16 @@ fn describe(e: &tokio_postgres::Error) -> String {
     s
 }
 
+/// `(SQLSTATE 22023; hint: ...)`: the part of a classified error that
+/// says what the server answered, so a log line carries the code and the
+/// advice and not only the message.
+fn said(sqlstate: &str, hint: &Option<String>) -> String {
+    match hint {
+        Some(hint) => format!("(SQLSTATE {sqlstate}; hint: {hint})"),
+        None => format!("(SQLSTATE {sqlstate})"),
+    }
+}
+
 /// A rule of `outbox_rules` the client checks before sending: the same
 /// message and hint the extension would answer with.
 impl From<outbox_rules::Invalid> for Error {
@@ -100,6 +121,7 @@ impl From<outbox_rules::Invalid> for Error {
         Error::InvalidInput {
             message: e.reason,
             hint: Some(e.hint.to_owned()),
+            sqlstate: "22023",
         }
     }
 }
@@ -117,21 +139,25 @@ impl Error {
             return Error::Db(e);
         };
         let message = db.message().to_owned();
+        let hint = db.hint().map(str::to_owned);
         let code = db.code();
-        if *code == SqlState::INVALID_PARAMETER_VALUE
-            || *code == SqlState::NULL_VALUE_NOT_ALLOWED
-            || *code == SqlState::ARRAY_ELEMENT_ERROR
-        {
+        let invalid = [
+            (SqlState::INVALID_PARAMETER_VALUE, "22023"),
+            (SqlState::NULL_VALUE_NOT_ALLOWED, "22004"),
+            (SqlState::ARRAY_ELEMENT_ERROR, "2202E"),
+        ];
+        if let Some((_, sqlstate)) = invalid.iter().find(|(c, _)| c == code) {
             Error::InvalidInput {
                 message,
-                hint: db.hint().map(str::to_owned),
+                hint,
+                sqlstate,
             }
         } else if *code == SqlState::PROGRAM_LIMIT_EXCEEDED {
-            Error::PayloadTooLarge { message }
+            Error::PayloadTooLarge { message, hint }
         } else if *code == SqlState::NO_DATA_FOUND {
-            Error::UnknownMessage { message }
+            Error::UnknownMessage { message, hint }
         } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
-            Error::PermissionDenied { message }
+            Error::PermissionDenied { message, hint }
         } else if (*code == SqlState::UNDEFINED_FUNCTION
             || *code == SqlState::INVALID_SCHEMA_NAME
             || *code == SqlState::UNDEFINED_TABLE)

@@ -281,7 +281,7 @@ mod tests {
     fn topic_uses_the_shared_rule() {
         assert!(Topic::new("orders.created").is_ok());
         match Topic::new("orders created") {
-            Err(Error::InvalidInput { message, hint }) => {
+            Err(Error::InvalidInput { message, hint, .. }) => {
                 assert_eq!(
                     message,
                     outbox_rules::topic("orders created").unwrap_err().reason

@@ -157,10 +157,21 @@ async fn errors_a_caller_can_match_on() {
     // The extension's own rules answer as InvalidInput too.
     let e = Store.claim(&c, "store-test", 0, LEASE, None).await;
     assert!(matches!(e, Err(Error::InvalidInput { .. })), "{e:?}");
+    // What a log line shows: the server's message, SQLSTATE and hint.
+    let shown = e.unwrap_err().to_string();
+    assert!(
+        shown.contains("(SQLSTATE 22023; hint: "),
+        "message, SQLSTATE and hint: {shown}"
+    );
     let e = Store
         .complete_batch(&c, &[i64::MAX], LeaseToken(uuid::Uuid::new_v4()))
         .await;
     assert!(matches!(e, Err(Error::UnknownMessage { .. })), "{e:?}");
+    let shown = e.unwrap_err().to_string();
+    assert!(
+        shown.contains("does not exist (SQLSTATE P0002; hint: Pass an id"),
+        "{shown}"
+    );
     let stats = Store.stats(&c).await.unwrap();
     assert!(
         stats.iter().all(|s| s.topic != "store.errors"),
