@@ -50,10 +50,11 @@ step "cargo pgrx install --release (system PostgreSQL 15)"
 # because that is what ships and what `make bench` measures.
 (cd outbox_ext && cargo pgrx install --release --pg-config "$PG_CONFIG")
 
-step "cargo build (outbox-relay, which the integration tests run; outbox-bench)"
-cargo build -p outbox_relay --bins
-# Built here so that `make bench` after `make test` starts measuring at once.
-cargo build --release -p outbox_bench
+step "cargo build (outbox-relay and outbox, which the integration tests run)"
+# With the OTLP exporter, which tests/it/trace.rs exercises. The feature set
+# is the one the next step's `cargo test` unifies to (outbox_tests asks for
+# otlp), so that step does not rebuild the binaries differently.
+cargo build -p outbox_relay --bins --features otlp
 
 step "cargo test (client, integration tests)"
 # Deliberate word splitting: TEST_ARGS is a command-line fragment.

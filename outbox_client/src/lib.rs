@@ -38,6 +38,7 @@ mod claimed;
 mod error;
 pub mod sql;
 mod store;
+mod trace;
 mod types;
 
 pub use error::{error_chain, Error};

@@ -37,6 +37,7 @@ pub mod cli;
 mod conninfo;
 pub mod publish;
 mod relay;
+pub mod trace;
 
 pub use conninfo::{
     connect, ConnInfo, RootCert, SslMode, TlsConfig, TlsConnection, TlsOptions, TlsStream,

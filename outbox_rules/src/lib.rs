@@ -5,9 +5,13 @@
 
 mod limits;
 mod names;
+mod trace;
 
 pub use limits::{batch_size, deliver_at, doorbell_wait, lease, max_attempts, retry_in};
 pub use names::{headers, headers_unreadable, key, owner, topic, topics};
+pub use trace::{
+    traceparent, tracestate, TraceParent, MAX_TRACESTATE_MEMBERS, TRACEPARENT, TRACESTATE,
+};
 
 /// Longest topic accepted: Kafka's own topic-name limit.
 pub const MAX_TOPIC_BYTES: usize = 249;

@@ -45,7 +45,8 @@ impl HttpConfig {
 /// POSTs each message (the same JSON object the stdout publisher prints) to
 /// one URL with the headers `webhook-id` (the outbox id), `webhook-timestamp`,
 /// `webhook-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`),
-/// `outbox-topic` and `outbox-key`.
+/// `outbox-topic`, `outbox-key` and the W3C `traceparent`/`tracestate` of
+/// the message's headers (when valid).
 ///
 /// 2xx is delivered; 408, 429 and 5xx, timeouts and connection errors are
 /// retryable (honouring `Retry-After`); any other status is permanent (the
@@ -123,6 +124,9 @@ impl HttpPublisher {
         if let Some(key) = &message.key {
             request = request.header("outbox-key", key);
         }
+        for (name, value) in crate::trace::trace_headers(message) {
+            request = request.header(name, value);
+        }
         if let Some(secret) = &self.key {
             request = request.header("webhook-signature", sign(secret, &id, &timestamp, &body));
         }
@@ -142,6 +146,10 @@ impl HttpPublisher {
 }
 
 impl Publisher for HttpPublisher {
+    fn system(&self) -> &'static str {
+        "http"
+    }
+
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
         // Collected first: a closure in `.map()` trips a higher-ranked
         // lifetime limitation of Send futures.

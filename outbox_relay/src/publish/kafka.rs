@@ -159,6 +159,10 @@ fn classify(e: KafkaError) -> Delivery {
 }
 
 impl Publisher for KafkaPublisher {
+    fn system(&self) -> &'static str {
+        "kafka"
+    }
+
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
         // All records go out at once (the producer batches and pipelines);
         // the reports come back in order of the batch.

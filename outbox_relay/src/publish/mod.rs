@@ -68,4 +68,10 @@ pub enum Delivery {
 pub trait Publisher: Send + Sync + 'static {
     /// Deliver a batch; one answer per message, in order.
     fn publish(&self, batch: &[Message]) -> impl Future<Output = Vec<Delivery>> + Send;
+
+    /// What the publish spans name as `messaging.system` (OpenTelemetry's
+    /// value where it defines one: `kafka`, `rabbitmq`, ...).
+    fn system(&self) -> &'static str {
+        "other"
+    }
 }

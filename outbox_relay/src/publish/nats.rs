@@ -126,6 +126,10 @@ impl NatsPublisher {
 }
 
 impl Publisher for NatsPublisher {
+    fn system(&self) -> &'static str {
+        "nats"
+    }
+
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
         // Send everything first (pipelined), then collect the acks in order.
         let mut pending = Vec::with_capacity(batch.len());

@@ -210,6 +210,10 @@ impl RedisPublisher {
 }
 
 impl Publisher for RedisPublisher {
+    fn system(&self) -> &'static str {
+        "redis"
+    }
+
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
         if batch.is_empty() {
             return Vec::new();

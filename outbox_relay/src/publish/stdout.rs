@@ -29,6 +29,10 @@ impl Default for StdoutPublisher {
 }
 
 impl Publisher for StdoutPublisher {
+    fn system(&self) -> &'static str {
+        "stdout"
+    }
+
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
         let mut buffer = Vec::with_capacity(batch.len() * 256);
         // Per message: None = in the buffer, Some = why it is not.

@@ -26,6 +26,7 @@ use super::outcome::Outcome;
 use super::session::{Conn, Patience, Session};
 use super::Shared;
 use crate::publish::Publisher;
+use crate::trace::PublishSpans;
 use crate::{Claim, Error, Message};
 use std::sync::Arc;
 use std::time::Instant;
@@ -133,6 +134,7 @@ impl<P: Publisher> Worker<P> {
             // Only undeliverable rows: nothing to publish.
             return Outcome::new(batch, Vec::new(), started);
         }
+        let spans = PublishSpans::open(&batch.messages, self.shared.publisher.system());
         let publishing = guard::publish(&*self.shared.publisher, &batch.messages);
         let deliveries = match self.session.open() {
             Some(c) => {
@@ -148,6 +150,7 @@ impl<P: Publisher> Worker<P> {
             // settling reconnects.
             None => publishing.await,
         };
+        spans.close(&deliveries);
         Outcome::new(batch, deliveries, started)
     }
 

@@ -81,7 +81,7 @@ async fn records_reach_kafka_keyed_by_the_outbox_key_with_headers_in_key_order()
     );
     for i in 0..30 {
         c.query_one(
-            "SELECT outbox.enqueue('orders.created', $1, key => $2, headers => '{\"trace-id\": \"t-k\"}')",
+            "SELECT outbox.enqueue('orders.created', $1, key => $2, headers => '{\"traceparent\": \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\", \"tracestate\": \"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\"}')",
             &[&json!({ "i": i }), &format!("order-{}", i % 5)],
         )
         .await
@@ -102,7 +102,9 @@ async fn records_reach_kafka_keyed_by_the_outbox_key_with_headers_in_key_order()
         let key = key.clone().expect("the record key is the outbox key");
         let id: i64 = headers["outbox-id"].parse().unwrap();
         assert_eq!(headers["outbox-topic"], "orders.created");
-        assert_eq!(headers["trace-id"], "t-k");
+        // The producer's trace context, unchanged, as Kafka headers.
+        assert_eq!(headers["traceparent"], crate::trace::TRACEPARENT);
+        assert_eq!(headers["tracestate"], crate::trace::TRACESTATE);
         assert!(
             value.get("i").is_some(),
             "the value is the payload: {value}"

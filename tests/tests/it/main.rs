@@ -26,5 +26,6 @@ mod redis;
 mod relay;
 mod settle;
 mod store;
+mod trace;
 mod transcripts;
 mod webhook;

@@ -130,7 +130,7 @@ async fn messages_reach_jetstream_with_their_id_topic_key_and_headers_in_key_ord
     for i in 0..30 {
         let id: i64 = c
             .query_one(
-                "SELECT outbox.enqueue($1, $2, key => $3, headers => '{\"trace-id\": \"t-9\"}')",
+                "SELECT outbox.enqueue($1, $2, key => $3, headers => '{\"traceparent\": \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\", \"tracestate\": \"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\"}')",
                 &[
                     &if i % 2 == 0 {
                         "orders.created"
@@ -158,7 +158,9 @@ async fn messages_reach_jetstream_with_their_id_topic_key_and_headers_in_key_ord
         let id: i64 = headers["Nats-Msg-Id"].parse().unwrap();
         assert_eq!(headers["Outbox-Id"], id.to_string());
         assert_eq!(&headers["Outbox-Topic"], subject, "subject = topic");
-        assert_eq!(headers["trace-id"], "t-9");
+        // The producer's trace context, unchanged, as NATS headers.
+        assert_eq!(headers["traceparent"], crate::trace::TRACEPARENT);
+        assert_eq!(headers["tracestate"], crate::trace::TRACESTATE);
         assert!(
             payload.get("i").is_some(),
             "the body is the payload itself: {payload}"

@@ -321,7 +321,7 @@ async fn messages_carry_id_persistence_time_headers_and_the_exact_payload_in_key
         let id: i64 = c
             .query_one(
                 "SELECT outbox.enqueue($1, $2::text::jsonb, key => $3, \
-                 headers => '{\"trace-id\": \"t-9\"}')",
+                 headers => '{\"traceparent\": \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\", \"tracestate\": \"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\"}')",
                 &[&topic, &payload, &format!("order-{}", i % 5)],
             )
             .await
@@ -385,7 +385,9 @@ async fn messages_carry_id_persistence_time_headers_and_the_exact_payload_in_key
         let key = header(p, "outbox-key").expect("a key");
         want.insert("outbox-topic".into(), text(topic));
         want.insert("outbox-key".into(), text(&key));
-        want.insert("trace-id".into(), text("t-9"));
+        // The producer's trace context, unchanged, as AMQP headers.
+        want.insert("traceparent".into(), text(crate::trace::TRACEPARENT));
+        want.insert("tracestate".into(), text(crate::trace::TRACESTATE));
         assert_eq!(p.headers().as_ref(), Some(&want), "every header, exactly");
         assert_eq!(m.routing_key.as_str(), format!("app.{topic}"));
         assert_eq!(m.data, payload.as_bytes(), "the payload byte for byte");

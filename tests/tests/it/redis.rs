@@ -151,7 +151,7 @@ async fn entries_carry_id_topic_key_attempt_headers_and_the_exact_payload_in_key
         let id: i64 = c
             .query_one(
                 "SELECT outbox.enqueue($1, $2::text::jsonb, key => $3, \
-                 headers => '{\"trace-id\": \"t-9\"}')",
+                 headers => '{\"traceparent\": \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\", \"tracestate\": \"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\"}')",
                 &[&topic, &payload, &format!("order-{}", i % 5)],
             )
             .await
@@ -190,7 +190,15 @@ async fn entries_carry_id_topic_key_attempt_headers_and_the_exact_payload_in_key
                 ("topic", want_topic.to_string()),
                 ("key", key.clone()),
                 ("attempt", "1".to_owned()),
-                ("headers", r#"{"trace-id":"t-9"}"#.to_owned()),
+                // The producer's trace context, unchanged, in the headers field.
+                (
+                    "headers",
+                    serde_json::json!({
+                        "traceparent": crate::trace::TRACEPARENT,
+                        "tracestate": crate::trace::TRACESTATE,
+                    })
+                    .to_string(),
+                ),
                 ("payload", payload.clone()),
             ]
             .map(|(k, v)| (k.to_owned(), v.into_bytes()))

@@ -37,6 +37,10 @@ pub struct Args {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
+    /// --otlp-endpoint and friends (telemetry.rs).
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
+
     /// Where messages go.
     #[arg(long, env = "OUTBOX_PUBLISHER", value_enum, default_value = "stdout")]
     pub publisher: PublisherKind,

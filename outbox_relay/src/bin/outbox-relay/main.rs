@@ -4,6 +4,7 @@
 //! one JSON object per line.
 
 mod args;
+mod telemetry;
 
 use args::{Args, PublisherKind};
 use clap::FromArgMatches;
@@ -44,13 +45,13 @@ fn cancel_on_signals(token: CancellationToken) {
 async fn main() -> ExitCode {
     let matches = args::command().get_matches();
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let telemetry = match telemetry::Telemetry::init(&args.log, &args.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("outbox-relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = match args::relay_config(&args, &matches) {
         Ok(config) => config,
         Err(e) => {
@@ -109,6 +110,7 @@ async fn main() -> ExitCode {
             }
         }
     };
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

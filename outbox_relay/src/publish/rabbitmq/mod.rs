@@ -264,6 +264,10 @@ enum Sent {
 }
 
 impl Publisher for RabbitMqPublisher {
+    fn system(&self) -> &'static str {
+        "rabbitmq"
+    }
+
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
         if batch.is_empty() {
             return Vec::new();
