@@ -25,6 +25,9 @@ pub struct HttpConfig {
     pub secret: Option<String>,
     /// Per request. Default: 10 s.
     pub timeout: Duration,
+    /// The envelope: the outbox's own (documented on the publisher) or a
+    /// CloudEvents event ([`super::cloudevents`]). Default: the outbox's.
+    pub envelope: super::Envelope,
 }
 
 impl HttpConfig {
@@ -38,6 +41,7 @@ impl HttpConfig {
             headers: Vec::new(),
             secret: None,
             timeout: Self::DEFAULT_TIMEOUT,
+            envelope: super::Envelope::Outbox,
         }
     }
 }

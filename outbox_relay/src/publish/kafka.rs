@@ -23,6 +23,9 @@ pub struct KafkaConfig {
     /// Extra librdkafka settings (`security.protocol`, `sasl.*`, ...).
     /// Default: none.
     pub extra: Vec<(String, String)>,
+    /// The envelope: the outbox's own (documented on the publisher) or a
+    /// CloudEvents event ([`super::cloudevents`]). Default: the outbox's.
+    pub envelope: super::Envelope,
 }
 
 impl Default for KafkaConfig {
@@ -32,6 +35,7 @@ impl Default for KafkaConfig {
             topic_prefix: String::new(),
             timeout: Duration::from_secs(30),
             extra: Vec::new(),
+            envelope: super::Envelope::Outbox,
         }
     }
 }

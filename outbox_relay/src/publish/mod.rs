@@ -1,6 +1,7 @@
 //! Publishers: where the relay sends messages. Each reports, per message,
 //! whether the broker acknowledged it, and if not whether a retry can help.
 
+pub mod cloudevents;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "kafka")]
@@ -13,6 +14,7 @@ mod rabbitmq;
 mod redis;
 mod stdout;
 
+pub use cloudevents::{CloudEvents, ContentMode, Envelope};
 #[cfg(feature = "http")]
 pub use http::{HttpConfig, HttpPublisher};
 #[cfg(feature = "kafka")]

@@ -18,6 +18,9 @@ pub struct NatsConfig {
     pub subject_prefix: String,
     /// How long to wait for a JetStream acknowledgement. Default: 5 s.
     pub timeout: Duration,
+    /// The envelope: the outbox's own (documented on the publisher) or a
+    /// CloudEvents event ([`super::cloudevents`]). Default: the outbox's.
+    pub envelope: super::Envelope,
 }
 
 impl Default for NatsConfig {
@@ -26,6 +29,7 @@ impl Default for NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
             subject_prefix: String::new(),
             timeout: Duration::from_secs(5),
+            envelope: super::Envelope::Outbox,
         }
     }
 }

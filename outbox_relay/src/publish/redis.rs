@@ -43,6 +43,9 @@ pub struct RedisConfig {
     pub maxlen: Option<u64>,
     /// How long connecting, and one batch's replies, may take. Default: 5 s.
     pub timeout: Duration,
+    /// The envelope: the outbox's own (documented on the publisher) or a
+    /// CloudEvents event ([`super::cloudevents`]). Default: the outbox's.
+    pub envelope: super::Envelope,
 }
 
 impl Default for RedisConfig {
@@ -52,6 +55,7 @@ impl Default for RedisConfig {
             stream_prefix: String::new(),
             maxlen: None,
             timeout: Duration::from_secs(5),
+            envelope: super::Envelope::Outbox,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The embedded default: one JSON object per line on stdout.
 
-use super::{Delivery, Publisher};
-use crate::Message;
+use super::cloudevents::{Binding, CloudEvents};
+use super::{Delivery, Envelope, Publisher};
+use crate::{Error, Message};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
@@ -15,16 +16,39 @@ use tokio::sync::Mutex;
 /// known to be delivered. A message that cannot be serialized (a hand-built
 /// [`Message`] with a value `serde_json` cannot write) is permanent, and the
 /// rest of the batch is written without it.
+///
+/// With a CloudEvents envelope each line is the event in the JSON event
+/// format (structured mode; stdout has no headers for binary mode). The
+/// message's headers other than the trace context are not in it.
 #[derive(Debug)]
 pub struct StdoutPublisher {
     out: Mutex<tokio::io::Stdout>,
+    events: Option<CloudEvents>,
 }
 
 impl Default for StdoutPublisher {
     fn default() -> Self {
         StdoutPublisher {
             out: Mutex::new(tokio::io::stdout()),
+            events: None,
         }
+    }
+}
+
+impl StdoutPublisher {
+    /// Lines in `envelope`; binary CloudEvents is [`Error::Config`].
+    pub fn with_envelope(envelope: Envelope) -> Result<Self, Error> {
+        let events = match envelope {
+            Envelope::Outbox => None,
+            Envelope::CloudEvents(events) => {
+                events.mode(Binding::Stdout)?;
+                Some(events)
+            }
+        };
+        Ok(StdoutPublisher {
+            events,
+            ..Self::default()
+        })
     }
 }
 
@@ -39,7 +63,14 @@ impl Publisher for StdoutPublisher {
         let mut unwritable = Vec::with_capacity(batch.len());
         for m in batch {
             let start = buffer.len();
-            match serde_json::to_writer(&mut buffer, m) {
+            let written = match &self.events {
+                Some(events) => {
+                    buffer.extend_from_slice(&events.structured(m));
+                    Ok(())
+                }
+                None => serde_json::to_writer(&mut buffer, m),
+            };
+            match written {
                 Ok(()) => {
                     buffer.push(b'\n');
                     unwritable.push(None);

@@ -3,6 +3,8 @@
 //! One binary, one cluster; each test gets its own database.
 
 mod common;
+// Shared by the publishers' CloudEvents tests.
+mod cloudevents;
 
 mod bad_input;
 mod claim;

@@ -37,6 +37,10 @@ pub struct Args {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
+    /// --envelope and the CloudEvents flags (envelope.rs).
+    #[command(flatten)]
+    pub envelope: crate::envelope::EnvelopeArgs,
+
     /// --otlp-endpoint and friends (telemetry.rs).
     #[command(flatten)]
     pub telemetry: crate::telemetry::TelemetryArgs,

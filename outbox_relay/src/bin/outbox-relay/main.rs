@@ -4,13 +4,15 @@
 //! one JSON object per line.
 
 mod args;
+mod envelope;
 mod telemetry;
 
 use args::{Args, PublisherKind};
 use clap::FromArgMatches;
 use outbox_relay::{
-    error_chain, Error, HttpPublisher, KafkaPublisher, NatsPublisher, Publisher, RabbitMqPublisher,
-    RedisPublisher, Relay, StdoutPublisher,
+    error_chain, Error, HttpConfig, HttpPublisher, KafkaConfig, KafkaPublisher, NatsConfig,
+    NatsPublisher, Publisher, RabbitMqConfig, RabbitMqPublisher, RedisConfig, RedisPublisher,
+    Relay, StdoutPublisher,
 };
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -59,15 +61,23 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let envelope = match args.envelope.envelope() {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            eprintln!("outbox-relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
     let result = match args.publisher {
         PublisherKind::Stdout => {
-            run(Relay::new(config, StdoutPublisher::default()), shutdown).await
+            let publisher = StdoutPublisher::with_envelope(envelope);
+            run(publisher.and_then(|p| Relay::new(config, p)), shutdown).await
         }
         PublisherKind::Http => {
             let publisher = match args::http_config(&args) {
-                Ok(http) => HttpPublisher::new(http),
+                Ok(http) => HttpPublisher::new(HttpConfig { envelope, ..http }),
                 Err(e) => {
                     eprintln!("outbox-relay: {e}");
                     return ExitCode::from(2);
@@ -76,7 +86,10 @@ async fn main() -> ExitCode {
             run(publisher.and_then(|p| Relay::new(config, p)), shutdown).await
         }
         PublisherKind::Nats => {
-            let nats = args::nats_config(&args);
+            let nats = NatsConfig {
+                envelope,
+                ..args::nats_config(&args)
+            };
             match NatsPublisher::connect(nats).await {
                 Ok(p) => run(Relay::new(config, p), shutdown).await,
                 Err(e) => Err(e),
@@ -84,7 +97,7 @@ async fn main() -> ExitCode {
         }
         PublisherKind::Kafka => {
             let kafka = match args::kafka_config(&args) {
-                Ok(kafka) => kafka,
+                Ok(kafka) => KafkaConfig { envelope, ..kafka },
                 Err(e) => {
                     eprintln!("outbox-relay: {e}");
                     return ExitCode::from(2);
@@ -96,14 +109,20 @@ async fn main() -> ExitCode {
             }
         }
         PublisherKind::Redis => {
-            let redis = args::redis_config(&args);
+            let redis = RedisConfig {
+                envelope,
+                ..args::redis_config(&args)
+            };
             match RedisPublisher::connect(redis).await {
                 Ok(p) => run(Relay::new(config, p), shutdown).await,
                 Err(e) => Err(e),
             }
         }
         PublisherKind::Rabbitmq => {
-            let rabbitmq = args::rabbitmq_config(&args);
+            let rabbitmq = RabbitMqConfig {
+                envelope,
+                ..args::rabbitmq_config(&args)
+            };
             match RabbitMqPublisher::connect(rabbitmq).await {
                 Ok(p) => run(Relay::new(config, p), shutdown).await,
                 Err(e) => Err(e),

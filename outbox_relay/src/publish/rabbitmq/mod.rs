@@ -57,6 +57,9 @@ pub struct RabbitMqConfig {
     /// How long connecting, and one batch's publishes and confirms, may
     /// take. Default: 10 s.
     pub timeout: Duration,
+    /// The envelope: the outbox's own (documented on the publisher) or a
+    /// CloudEvents event ([`crate::publish::cloudevents`]). Default: the outbox's.
+    pub envelope: crate::publish::Envelope,
 }
 
 impl Default for RabbitMqConfig {
@@ -66,6 +69,7 @@ impl Default for RabbitMqConfig {
             exchange: String::new(),
             routing_key_prefix: String::new(),
             timeout: Duration::from_secs(10),
+            envelope: crate::publish::Envelope::Outbox,
         }
     }
 }
