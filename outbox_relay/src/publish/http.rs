@@ -1,7 +1,8 @@
 //! HTTP webhooks: POST each message as JSON, signed the Standard Webhooks
 //! way, and read the status as the broker's answer.
 
-use super::{Delivery, Publisher};
+use super::cloudevents::{Binding, CloudEvents, ContentMode, STRUCTURED_CONTENT_TYPE};
+use super::{Delivery, Envelope, Publisher};
 use crate::{Error, Message};
 use base64::Engine;
 use futures_util::StreamExt;
@@ -52,6 +53,12 @@ impl HttpConfig {
 /// `outbox-topic`, `outbox-key` and the W3C `traceparent`/`tracestate` of
 /// the message's headers (when valid).
 ///
+/// With a CloudEvents envelope the body is the event instead: in binary mode
+/// (the default) the payload itself with the attributes as `ce-*` headers
+/// (percent-encoded, as the HTTP binding says), in structured mode the JSON
+/// event format with `Content-Type: application/cloudevents+json`. The
+/// `webhook-*` headers and the signature (over the body sent) stay.
+///
 /// 2xx is delivered; 408, 429 and 5xx, timeouts and connection errors are
 /// retryable (honouring `Retry-After`); any other status is permanent (the
 /// message is dead-lettered with the status and the start of the body). So
@@ -62,6 +69,7 @@ pub struct HttpPublisher {
     client: reqwest::Client,
     url: reqwest::Url,
     key: Option<Vec<u8>>,
+    events: Option<(CloudEvents, ContentMode)>,
 }
 
 impl HttpPublisher {
@@ -87,6 +95,13 @@ impl HttpPublisher {
             headers.insert(name, value);
         }
         let key = config.secret.as_deref().map(signing_key).transpose()?;
+        let events = match config.envelope {
+            Envelope::Outbox => None,
+            Envelope::CloudEvents(events) => {
+                let mode = events.mode(Binding::Http)?;
+                Some((events, mode))
+            }
+        };
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(config.timeout)
@@ -99,19 +114,24 @@ impl HttpPublisher {
             client,
             url: config.url,
             key,
+            events,
         })
     }
 
     async fn send(&self, message: &Message) -> Delivery {
-        let body = match serde_json::to_vec(message) {
-            Ok(body) => body,
-            Err(e) => {
-                return Delivery::Permanent {
-                    error: format!(
-                        "undeliverable: HTTP: cannot serialize the message as JSON: {e}"
-                    ),
+        let body = match &self.events {
+            None => match serde_json::to_vec(message) {
+                Ok(body) => body,
+                Err(e) => {
+                    return Delivery::Permanent {
+                        error: format!(
+                            "undeliverable: HTTP: cannot serialize the message as JSON: {e}"
+                        ),
+                    }
                 }
-            }
+            },
+            Some((events, ContentMode::Structured)) => events.structured(message),
+            Some((_, ContentMode::Binary)) => message.payload.get().as_bytes().to_vec(),
         };
         let id = message.id.to_string();
         let timestamp = SystemTime::now()
@@ -130,6 +150,18 @@ impl HttpPublisher {
         }
         for (name, value) in crate::trace::trace_headers(message) {
             request = request.header(name, value);
+        }
+        match &self.events {
+            None => {}
+            Some((_, ContentMode::Structured)) => {
+                request = request.header(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
+            }
+            // The content type stays application/json: datacontenttype.
+            Some((events, ContentMode::Binary)) => {
+                for (name, value) in events.binary_headers(message, Binding::Http) {
+                    request = request.header(name, value);
+                }
+            }
         }
         if let Some(secret) = &self.key {
             request = request.header("webhook-signature", sign(secret, &id, &timestamp, &body));

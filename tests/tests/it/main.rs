@@ -5,6 +5,7 @@
 mod common;
 // Shared by the publishers' CloudEvents tests.
 mod cloudevents;
+mod cloudevents_http;
 
 mod bad_input;
 mod claim;
