@@ -33,6 +33,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod after_commit;
 pub mod call;
 mod claimed;
 mod error;
@@ -41,6 +42,7 @@ mod store;
 mod trace;
 mod types;
 
+pub use after_commit::{AfterCommit, CommitError, HookError};
 pub use error::{error_chain, Error};
 pub use store::Store;
 pub use types::{

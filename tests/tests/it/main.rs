@@ -7,6 +7,7 @@ mod common;
 mod cloudevents;
 mod cloudevents_http;
 
+mod after_commit;
 mod bad_input;
 mod claim;
 mod cli;
