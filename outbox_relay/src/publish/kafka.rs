@@ -1,7 +1,10 @@
 //! Kafka: one record per message, keyed by the outbox key so a key's
 //! messages share a partition and keep their order; delivery reports awaited.
 
-use super::{Delivery, Publisher};
+use super::cloudevents::{
+    Binding, CloudEvents, ContentMode, DATA_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE,
+};
+use super::{Delivery, Envelope, Publisher};
 use crate::{Error, Message};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -47,12 +50,21 @@ impl Default for KafkaConfig {
 /// message's own. A message counts as delivered when its delivery report
 /// says so.
 ///
+/// With a CloudEvents envelope (the Kafka binding) the record is the event:
+/// in binary mode (the default) the value is the payload, the attributes are
+/// `ce_*` headers (UTF-8) and `content-type` is `application/json`; in
+/// structured mode the value is the JSON event format and `content-type` is
+/// `application/cloudevents+json; charset=UTF-8`. The key and the `outbox-*`
+/// headers stay; the message's own headers too, except a `content-type` or
+/// `ce_*` one (the envelope's names).
+///
 /// Records the broker can never take (too large, invalid) are permanent;
 /// every other error is retryable.
 pub struct KafkaPublisher {
     producer: FutureProducer,
     prefix: String,
     timeout: Duration,
+    events: Option<(CloudEvents, ContentMode)>,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -66,6 +78,13 @@ impl std::fmt::Debug for KafkaPublisher {
 impl KafkaPublisher {
     /// Create the producer and check that the cluster answers.
     pub async fn connect(config: KafkaConfig) -> Result<Self, Error> {
+        let events = match config.envelope {
+            Envelope::Outbox => None,
+            Envelope::CloudEvents(events) => {
+                let mode = events.mode(Binding::Kafka)?;
+                Some((events, mode))
+            }
+        };
         let broker = |message: String| Error::Broker {
             broker: "Kafka",
             message,
@@ -98,12 +117,19 @@ impl KafkaPublisher {
             producer,
             prefix: config.topic_prefix,
             timeout: config.timeout,
+            events,
         })
     }
 
     async fn send(&self, m: &Message) -> Delivery {
         let topic = format!("{}{}", self.prefix, m.topic);
-        let value = m.payload.get().as_bytes();
+        let structured = match &self.events {
+            Some((events, ContentMode::Structured)) => Some(events.structured(m)),
+            _ => None,
+        };
+        let value = structured
+            .as_deref()
+            .unwrap_or_else(|| m.payload.get().as_bytes());
         let id = m.id.to_string();
         let attempt = m.attempt.to_string();
         let mut headers = OwnedHeaders::new()
@@ -121,12 +147,34 @@ impl KafkaPublisher {
             });
         if let Some(serde_json::Value::Object(own)) = &m.headers {
             for (name, value) in own {
-                if let Some(value) = value.as_str() {
+                // In CloudEvents mode the envelope owns these names.
+                let envelopes = self.events.is_some()
+                    && (name.eq_ignore_ascii_case("content-type")
+                        || name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("ce_")));
+                if let (Some(value), false) = (value.as_str(), envelopes) {
                     headers = headers.insert(Header {
                         key: name,
                         value: Some(value),
                     });
                 }
+            }
+        }
+        if let Some((events, mode)) = &self.events {
+            let (content_type, attributes) = match mode {
+                ContentMode::Structured => (STRUCTURED_CONTENT_TYPE, Vec::new()),
+                ContentMode::Binary => {
+                    (DATA_CONTENT_TYPE, events.binary_headers(m, Binding::Kafka))
+                }
+            };
+            headers = headers.insert(Header {
+                key: "content-type",
+                value: Some(content_type),
+            });
+            for (name, value) in &attributes {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value),
+                });
             }
         }
         let mut record = FutureRecord::to(&topic).payload(value).headers(headers);

@@ -1,6 +1,7 @@
 //! The Kafka publisher against librdkafka's mock cluster (a real Kafka
 //! protocol implementation, three brokers, run inside the test process).
 
+use crate::cloudevents::{self, Want};
 use crate::common::*;
 use crate::relay::RelayProcess;
 use outbox_tests::{wait_until, TestDb};
@@ -11,18 +12,20 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio_postgres::Client;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// (key, headers, value) of every record of `topic`, read from the start.
-fn consume(
-    bootstrap: &str,
-    topic: &str,
-    want: usize,
-) -> Vec<(Option<String>, BTreeMap<String, String>, Value)> {
+/// A record: key, headers (in order, repeats kept), value.
+type Record = (Option<String>, Vec<(String, String)>, Vec<u8>);
+
+/// Every record of `topic`, read from the start.
+fn consume(bootstrap: &str, topic: &str, want: usize) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "outbox-test")
+        // A group per topic: the mock cluster makes a group that changes
+        // subscription wait out the last member's session (45 s).
+        .set("group.id", format!("outbox-test-{topic}"))
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
@@ -50,13 +53,17 @@ fn consume(
         let key = record
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned());
-        out.push((
-            key,
-            headers,
-            serde_json::from_slice(record.payload().unwrap()).unwrap(),
-        ));
+        out.push((key, headers, record.payload().unwrap_or_default().to_vec()));
     }
     out
+}
+
+/// The one header `name` of a record.
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> &'h str {
+    let mut values = headers.iter().filter(|(k, _)| k == name);
+    let (_, value) = values.next().unwrap_or_else(|| panic!("no {name}"));
+    assert!(values.next().is_none(), "{name} given twice: {headers:?}");
+    value
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -99,6 +106,8 @@ async fn records_reach_kafka_keyed_by_the_outbox_key_with_headers_in_key_order()
     assert_eq!(records.len(), 30, "every message became one record");
     let mut last_per_key: BTreeMap<String, i64> = BTreeMap::new();
     for (key, headers, value) in &records {
+        let headers: BTreeMap<String, String> = headers.iter().cloned().collect();
+        let value: Value = serde_json::from_slice(value).unwrap();
         let key = key.clone().expect("the record key is the outbox key");
         let id: i64 = headers["outbox-id"].parse().unwrap();
         assert_eq!(headers["outbox-topic"], "orders.created");
@@ -111,6 +120,109 @@ async fn records_reach_kafka_keyed_by_the_outbox_key_with_headers_in_key_order()
         );
         if let Some(prev) = last_per_key.insert(key.clone(), id) {
             assert!(prev < id, "key {key}: {id} after {prev}");
+        }
+    }
+    drop(cluster);
+}
+
+/// Three messages of `topic`: a key that is not ASCII and has a space with
+/// a trace context, no key, a plain key with headers named like the
+/// envelope's (which it must not let through); what their events must say.
+async fn enqueue_events(c: &Client, topic: &str) -> BTreeMap<i64, Want> {
+    let mut wants = BTreeMap::new();
+    for (key, headers) in [
+        (
+            Some("ordér 42"),
+            json!({ "traceparent": crate::trace::TRACEPARENT }),
+        ),
+        (None, json!({})),
+        (
+            Some("order-7"),
+            json!({ "ce_id": "forged", "content-type": "text/plain", "x-other": "kept" }),
+        ),
+    ] {
+        let id: i64 = c
+            .query_one(
+                "SELECT outbox.enqueue($1, '{\"total\": 99.50, \"big\": 12345678901234567890123}', \
+                 key => $2, headers => $3::text::jsonb)",
+                &[&topic, &key, &headers.to_string()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        wants.insert(id, Want::of(c, id).await);
+    }
+    wants
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cloudevents_binary_and_structured_records_read_back_as_their_messages_events() {
+    let cluster = MockCluster::new(3).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    for mode in ["binary", "structured"] {
+        let topic = format!("ce.kafka.{mode}");
+        cluster.create_topic(&topic, 3, 1).unwrap();
+        let wants = enqueue_events(&c, &topic).await;
+        let mut args = vec![
+            "--publisher",
+            "kafka",
+            "--kafka-brokers",
+            &bootstrap,
+            "--kafka-timeout",
+            "10s",
+            "--poll-interval",
+            "200ms",
+        ];
+        args.extend(cloudevents::flags(mode));
+        let relay = RelayProcess::start(&db, &args);
+        wait_until(PATIENCE, || async {
+            count(&c, "SELECT count(*) FROM outbox.messages").await == 0
+        })
+        .await;
+        let (status, log) = relay.terminate().await;
+        assert!(status.success(), "{log}");
+        assert_eq!(
+            count(&c, "SELECT count(*) FROM outbox.dead_letters").await,
+            0,
+            "{log}"
+        );
+
+        let (servers, name) = (bootstrap.clone(), topic.clone());
+        let records = tokio::task::spawn_blocking(move || consume(&servers, &name, 3))
+            .await
+            .unwrap();
+        assert_eq!(records.len(), wants.len(), "one record per message");
+        for (key, headers, value) in &records {
+            // The outbox's own headers and the record key stay.
+            let id: i64 = header(headers, "outbox-id").parse().unwrap();
+            let want = &wants[&id];
+            assert_eq!(key, &want.key, "the record key is the outbox key");
+            if want.key.as_deref() == Some("order-7") {
+                assert_eq!(header(headers, "x-other"), "kept");
+            }
+            let content_type = header(headers, "content-type");
+            let event = match mode {
+                "binary" => {
+                    assert_eq!(content_type, "application/json");
+                    assert!(
+                        value.starts_with(br#"{"big": 12345678901234567890123"#),
+                        "the value is the payload as stored: {}",
+                        String::from_utf8_lossy(value)
+                    );
+                    cloudevents::binary(headers, "ce_", false, content_type, value)
+                }
+                _ => {
+                    assert_eq!(content_type, "application/cloudevents+json; charset=UTF-8");
+                    assert!(
+                        !headers.iter().any(|(k, _)| k.starts_with("ce_")),
+                        "structured mode has no attribute headers: {headers:?}"
+                    );
+                    cloudevents::structured(value)
+                }
+            };
+            cloudevents::check(&event, want);
         }
     }
     drop(cluster);

@@ -1,6 +1,7 @@
 //! The NATS JetStream publisher against a real `nats-server -js` that each
 //! test starts on its own port and storage directory, and stops on drop.
 
+use crate::cloudevents::{self, Want};
 use crate::common::*;
 use crate::relay::RelayProcess;
 use async_nats::jetstream;
@@ -9,6 +10,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
+use tokio_postgres::Client;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -73,10 +75,11 @@ async fn orders_stream(js: &jetstream::Context) -> jetstream::stream::Stream {
     .unwrap()
 }
 
-/// Every message in the stream: (subject, headers, payload).
-async fn stored(
-    stream: &mut jetstream::stream::Stream,
-) -> Vec<(String, BTreeMap<String, String>, Value)> {
+/// A stored message: subject, headers (every value), body.
+type Stored = (String, Vec<(String, String)>, Vec<u8>);
+
+/// Every message in the stream, as stored.
+async fn stored_raw(stream: &mut jetstream::stream::Stream) -> Vec<Stored> {
     let last = stream.info().await.unwrap().state.last_sequence;
     let mut out = Vec::new();
     for seq in 1..=last {
@@ -84,20 +87,36 @@ async fn stored(
         let headers = m
             .headers
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    v.first().map(|v| v.to_string()).unwrap_or_default(),
-                )
-            })
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string())))
             .collect();
-        out.push((
-            m.subject.to_string(),
-            headers,
-            serde_json::from_slice(&m.payload).unwrap(),
-        ));
+        out.push((m.subject.to_string(), headers, m.payload.to_vec()));
     }
     out
+}
+
+/// Every message in the stream: (subject, headers, payload).
+async fn stored(
+    stream: &mut jetstream::stream::Stream,
+) -> Vec<(String, BTreeMap<String, String>, Value)> {
+    stored_raw(stream)
+        .await
+        .into_iter()
+        .map(|(subject, headers, body)| {
+            (
+                subject,
+                headers.into_iter().collect(),
+                serde_json::from_slice(&body).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The one header `name` (exact case) of a stored message.
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> &'h str {
+    let mut values = headers.iter().filter(|(k, _)| k == name);
+    let (_, value) = values.next().unwrap_or_else(|| panic!("no {name}"));
+    assert!(values.next().is_none(), "{name} given twice: {headers:?}");
+    value
 }
 
 fn nats_args(url: &str) -> Vec<String> {
@@ -266,4 +285,109 @@ async fn a_nats_server_that_goes_away_gets_the_messages_when_it_is_back() {
         .collect();
     assert_eq!(ids, vec![before.to_string(), during.to_string()]);
     drop(relay);
+}
+
+/// Three messages of `topic`: a key that is not ASCII and has a space with
+/// a trace context, no key, a plain key with headers named like the
+/// envelope's (which it must not let through); what their events must say.
+async fn enqueue_events(c: &Client, topic: &str) -> BTreeMap<i64, Want> {
+    let mut wants = BTreeMap::new();
+    for (key, headers) in [
+        (
+            Some("ordér 42"),
+            json!({ "traceparent": crate::trace::TRACEPARENT }),
+        ),
+        (None, json!({})),
+        (
+            Some("order-7"),
+            json!({ "CE-ID": "forged", "content-type": "text/plain", "X-Other": "kept" }),
+        ),
+    ] {
+        let id: i64 = c
+            .query_one(
+                "SELECT outbox.enqueue($1, '{\"total\": 99.50, \"big\": 12345678901234567890123}', \
+                 key => $2, headers => $3::text::jsonb)",
+                &[&topic, &key, &headers.to_string()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        wants.insert(id, Want::of(c, id).await);
+    }
+    wants
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cloudevents_binary_and_structured_messages_read_back_as_their_messages_events() {
+    let nats = NatsServer::start(None, None).await;
+    let js = nats.jetstream().await;
+    let mut stream = orders_stream(&js).await;
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    for mode in ["binary", "structured"] {
+        let topic = format!("orders.ce.{mode}");
+        let wants = enqueue_events(&c, &topic).await;
+        let mut args = nats_args(&nats.url);
+        args.extend(cloudevents::flags(mode).map(str::to_owned));
+        let relay = start(&db, &args);
+        wait_until(PATIENCE, || async {
+            count(&c, "SELECT count(*) FROM outbox.messages").await == 0
+        })
+        .await;
+        let (status, log) = relay.terminate().await;
+        assert!(status.success(), "{log}");
+        assert_eq!(
+            count(&c, "SELECT count(*) FROM outbox.dead_letters").await,
+            0,
+            "{log}"
+        );
+
+        let messages: Vec<Stored> = stored_raw(&mut stream)
+            .await
+            .into_iter()
+            .filter(|(subject, _, _)| *subject == topic)
+            .collect();
+        assert_eq!(messages.len(), wants.len(), "one stream entry per message");
+        for (_, headers, body) in &messages {
+            // JetStream's dedup id and the outbox's own headers stay.
+            let id: i64 = header(headers, "Nats-Msg-Id").parse().unwrap();
+            assert_eq!(header(headers, "Outbox-Id"), id.to_string());
+            let want = &wants[&id];
+            if let Some(key) = &want.key {
+                assert_eq!(header(headers, "Outbox-Key"), key);
+            }
+            if want.key.as_deref() == Some("order-7") {
+                assert_eq!(header(headers, "X-Other"), "kept");
+            }
+            assert!(
+                !headers
+                    .iter()
+                    .any(|(k, _)| k != "Content-Type" && k.eq_ignore_ascii_case("content-type")),
+                "one content type: {headers:?}"
+            );
+            let content_type = header(headers, "Content-Type");
+            let event = match mode {
+                "binary" => {
+                    assert_eq!(content_type, "application/json");
+                    assert!(
+                        body.starts_with(br#"{"big": 12345678901234567890123"#),
+                        "the body is the payload as stored: {}",
+                        String::from_utf8_lossy(body)
+                    );
+                    cloudevents::binary(headers, "ce-", true, content_type, body)
+                }
+                _ => {
+                    assert_eq!(content_type, "application/cloudevents+json; charset=UTF-8");
+                    assert!(
+                        !headers
+                            .iter()
+                            .any(|(k, _)| k.to_ascii_lowercase().starts_with("ce-")),
+                        "structured mode has no attribute headers: {headers:?}"
+                    );
+                    cloudevents::structured(body)
+                }
+            };
+            cloudevents::check(&event, want);
+        }
+    }
 }
