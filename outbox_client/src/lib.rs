@@ -37,6 +37,7 @@ mod after_commit;
 pub mod call;
 mod claimed;
 mod error;
+pub mod ids;
 pub mod sql;
 mod store;
 mod trace;

@@ -7,6 +7,7 @@ use crate::{Error, Message};
 use base64::Engine;
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
+use outbox_client::ids;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,7 +52,8 @@ impl HttpConfig {
 /// one URL with the headers `webhook-id` (the outbox id), `webhook-timestamp`,
 /// `webhook-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`),
 /// `outbox-topic`, `outbox-key` and the W3C `traceparent`/`tracestate` of
-/// the message's headers (when valid).
+/// the message's headers (when valid), and its `tenant-id`,
+/// `correlation-id` and `causation-id`.
 ///
 /// With a CloudEvents envelope the body is the event instead: in binary mode
 /// (the default) the payload itself with the attributes as `ce-*` headers
@@ -150,6 +152,16 @@ impl HttpPublisher {
         }
         for (name, value) in crate::trace::trace_headers(message) {
             request = request.header(name, value);
+        }
+        // The id convention (outbox_client::ids) as request headers too, when
+        // HTTP can carry the value (else the body's `headers` still has it).
+        for name in [ids::TENANT_ID, ids::CORRELATION_ID, ids::CAUSATION_ID] {
+            if let Some(value) = message
+                .header(name)
+                .filter(|v| HeaderValue::from_str(v).is_ok())
+            {
+                request = request.header(name, value);
+            }
         }
         match &self.events {
             None => {}

@@ -20,8 +20,14 @@
 //! An `XADD` reply is only as durable as the server's persistence: with
 //! `appendonly no`, or `appendfsync everysec` (the default when on), a crash
 //! can lose entries the outbox already deleted (see README).
+//!
+//! With a CloudEvents envelope the `payload` field is the event in the JSON
+//! event format (structured mode: Redis has no CloudEvents binding, so no
+//! binary mode) and a field `content-type` says so
+//! (`application/cloudevents+json; charset=UTF-8`); the other fields stay.
 
-use super::{Delivery, Publisher};
+use super::cloudevents::{Binding, CloudEvents, STRUCTURED_CONTENT_TYPE};
+use super::{Delivery, Envelope, Publisher};
 use crate::{Error, Message};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, RedisResult, Value};
@@ -68,6 +74,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("stream_prefix", &self.stream_prefix)
             .field("maxlen", &self.maxlen)
             .field("timeout", &self.timeout)
+            .field("envelope", &self.envelope)
             .finish()
     }
 }
@@ -103,6 +110,8 @@ pub struct RedisPublisher {
     prefix: String,
     maxlen: Option<u64>,
     timeout: Duration,
+    /// The CloudEvents envelope, if configured (always structured).
+    events: Option<CloudEvents>,
 }
 
 impl std::fmt::Debug for RedisPublisher {
@@ -121,6 +130,14 @@ impl RedisPublisher {
     /// connection is re-established by itself when lost.
     pub async fn connect(config: RedisConfig) -> Result<Self, Error> {
         let shown = redacted(&config.url);
+        let events = match config.envelope {
+            Envelope::Outbox => None,
+            Envelope::CloudEvents(events) => {
+                // Structured is the only mode: an error for binary.
+                events.mode(Binding::Redis)?;
+                Some(events)
+            }
+        };
         if let Some(maxlen) = config.maxlen {
             // Redis reads MAXLEN as a signed 64-bit count; 0 would delete
             // every entry as it is added.
@@ -180,6 +197,7 @@ impl RedisPublisher {
             prefix: config.stream_prefix,
             maxlen: config.maxlen,
             timeout: config.timeout,
+            events,
         })
     }
 
@@ -208,7 +226,14 @@ impl RedisPublisher {
             // Compact JSON; a claimed row's headers are an object of strings.
             cmd.arg("headers").arg(headers.to_string());
         }
-        cmd.arg("payload").arg(message.payload.get().as_bytes());
+        match &self.events {
+            None => cmd.arg("payload").arg(message.payload.get().as_bytes()),
+            Some(events) => cmd
+                .arg("content-type")
+                .arg(STRUCTURED_CONTENT_TYPE)
+                .arg("payload")
+                .arg(events.structured(message)),
+        };
         cmd
     }
 }

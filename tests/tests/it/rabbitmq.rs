@@ -23,7 +23,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// port mapper (epmd) of its own, so it cannot meet another node. Started
 /// through the generic script, not Debian's /usr/sbin wrapper, which as root
 /// switches to the `rabbitmq` user and its own `$HOME` and environment.
-struct RabbitNode {
+pub(crate) struct RabbitNode {
     dir: tempfile::TempDir,
     amqp: u16,
     dist: u16,
@@ -35,7 +35,7 @@ struct RabbitNode {
 }
 
 impl RabbitNode {
-    async fn start() -> RabbitNode {
+    pub(crate) async fn start() -> RabbitNode {
         let dir = tempfile::tempdir().unwrap();
         // No plugins (the management UI would add seconds to each boot); a
         // 1 MB disk limit, so a nearly full disk cannot block publishers.
@@ -140,12 +140,12 @@ impl RabbitNode {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp)
     }
 
     /// A connection (closed when dropped) and a channel on it.
-    async fn client(&self) -> lapin::Result<(Connection, Channel)> {
+    pub(crate) async fn client(&self) -> lapin::Result<(Connection, Channel)> {
         let connection = Connection::connect(&self.url(), Default::default()).await?;
         let channel = connection.create_channel().await?;
         Ok((connection, channel))
@@ -153,7 +153,13 @@ impl RabbitNode {
 
     /// A durable queue, bound to `exchange` with `pattern` unless that is
     /// the default exchange.
-    async fn queue(&self, name: &str, arguments: FieldTable, exchange: &str, pattern: &str) {
+    pub(crate) async fn queue(
+        &self,
+        name: &str,
+        arguments: FieldTable,
+        exchange: &str,
+        pattern: &str,
+    ) {
         let (_connection, c) = self.client().await.unwrap();
         let durable = QueueDeclareOptions {
             durable: true,
@@ -176,7 +182,7 @@ impl RabbitNode {
     }
 
     /// Take every message of `queue`, oldest first.
-    async fn take_all(&self, queue: &str) -> Vec<lapin::message::Delivery> {
+    pub(crate) async fn take_all(&self, queue: &str) -> Vec<lapin::message::Delivery> {
         let (_connection, c) = self.client().await.unwrap();
         let mut got = Vec::new();
         while let Some(m) = c
@@ -222,7 +228,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_relay(db: &TestDb, url: &str, extra: &[&str]) -> RelayProcess {
+pub(crate) fn start_relay(db: &TestDb, url: &str, extra: &[&str]) -> RelayProcess {
     let base = [
         "--publisher",
         "rabbitmq",
@@ -249,7 +255,7 @@ async fn fast_retries(db: &TestDb) {
         .unwrap();
 }
 
-async fn drained(c: &outbox_tests::tokio_postgres::Client) {
+pub(crate) async fn drained(c: &outbox_tests::tokio_postgres::Client) {
     wait_until(PATIENCE, || async {
         count(c, "SELECT count(*) FROM outbox.messages").await == 0
     })
@@ -263,7 +269,7 @@ fn header(p: &BasicProperties, name: &str) -> Option<String> {
     }
 }
 
-fn id_of(m: &lapin::message::Delivery) -> i64 {
+pub(crate) fn id_of(m: &lapin::message::Delivery) -> i64 {
     m.properties
         .message_id()
         .as_ref()

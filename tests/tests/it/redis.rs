@@ -321,3 +321,63 @@ async fn a_stream_key_holding_a_string_dead_letters_its_messages_and_only_those(
     assert_eq!(stored, fine, "the other topic was delivered");
     drop(relay);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cloudevents_entries_carry_the_structured_event_and_binary_mode_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(free_port(), dir.path(), false).await;
+    let db = TestDb::new().await;
+    let c = db.client().await;
+
+    // Redis has no CloudEvents binding: binary mode cannot work, and the
+    // relay says so before it takes anything.
+    let (status, log) = start_relay(&db, &redis.url(), &crate::cloudevents::flags("binary"))
+        .exit()
+        .await;
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("no binary content mode"), "{log}");
+    assert!(log.contains("use structured"), "{log}");
+
+    let mut wants = BTreeMap::new();
+    for (key, headers) in [
+        (
+            Some("ordér 42"),
+            serde_json::json!({ "traceparent": crate::trace::TRACEPARENT }),
+        ),
+        (None, serde_json::json!({})),
+    ] {
+        let id: i64 = c
+            .query_one(
+                "SELECT outbox.enqueue('orders.created', '{\"total\": 99.50}', \
+                 key => $1, headers => $2::text::jsonb)",
+                &[&key, &headers.to_string()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        wants.insert(id, crate::cloudevents::Want::of(&c, id).await);
+    }
+    // Without --cloudevents-mode: structured, the only mode Redis has.
+    let relay = start_relay(
+        &db,
+        &redis.url(),
+        &crate::cloudevents::flags("structured")[..4],
+    );
+    drained(&c).await;
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{log}");
+
+    let entries = redis.entries("orders.created").await;
+    assert_eq!(entries.len(), wants.len(), "one entry each:\n{log}");
+    for entry in &entries {
+        // The outbox's fields stay, so consumers deduplicate as before.
+        let id = id_of(entry);
+        assert_eq!(
+            field(entry, "content-type").as_deref(),
+            Some("application/cloudevents+json; charset=UTF-8")
+        );
+        let body = entry.iter().find(|(k, _)| k == "payload").unwrap();
+        let event = crate::cloudevents::structured(&body.1);
+        crate::cloudevents::check(&event, &wants[&id]);
+    }
+}

@@ -133,7 +133,7 @@ async fn webhooks_are_signed_and_carry_id_topic_key_and_headers() {
     let relay = start(&db, &http_args(&url));
     for i in 0..20 {
         c.query_one(
-            "SELECT outbox.enqueue('orders.created', $1, key => $2, headers => '{\"traceparent\": \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\", \"tracestate\": \"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\"}')",
+            "SELECT outbox.enqueue('orders.created', $1, key => $2, headers => '{\"traceparent\": \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\", \"tracestate\": \"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\", \"tenant-id\": \"acme\", \"correlation-id\": \"checkout-9\"}')",
             &[&json!({ "i": i }), &format!("order-{}", i % 4)],
         )
         .await
@@ -158,8 +158,17 @@ async fn webhooks_are_signed_and_carry_id_topic_key_and_headers() {
         assert_eq!(headers["authorization"], "Bearer test-token");
         assert_eq!(
             body["headers"],
-            json!({"traceparent": crate::trace::TRACEPARENT, "tracestate": crate::trace::TRACESTATE})
+            json!({
+                "traceparent": crate::trace::TRACEPARENT,
+                "tracestate": crate::trace::TRACESTATE,
+                "tenant-id": "acme",
+                "correlation-id": "checkout-9",
+            })
         );
+        // The id convention as request headers too; no causation-id given.
+        assert_eq!(headers["tenant-id"], "acme");
+        assert_eq!(headers["correlation-id"], "checkout-9");
+        assert!(headers.get("causation-id").is_none());
         // The producer's trace context, unchanged, as HTTP headers.
         assert_eq!(headers["traceparent"], crate::trace::TRACEPARENT);
         assert_eq!(headers["tracestate"], crate::trace::TRACESTATE);

@@ -25,11 +25,19 @@
 //! message once every queue it was routed to has written it to disk (a
 //! quorum queue: a majority of its replicas), but a message routed to a
 //! transient (non-durable) queue is gone after a broker restart (see README).
+//!
+//! With a CloudEvents envelope the message is the event (the AMQP binding,
+//! its `cloudEvents:` application properties being RabbitMQ's headers):
+//! binary mode (the default) adds the attributes as `cloudEvents:*`
+//! headers to the payload body; structured mode sends the JSON event as the
+//! body with `content_type` `application/cloudevents+json; charset=UTF-8`.
+//! `message_id`, the `outbox-*` headers and the routing stay as they are.
 
 mod properties;
 mod session;
 
-use super::{Delivery, Publisher};
+use super::cloudevents::{Binding, CloudEvents, ContentMode};
+use super::{Delivery, Envelope, Publisher};
 use crate::{Error, Message};
 use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
@@ -82,6 +90,7 @@ impl std::fmt::Debug for RabbitMqConfig {
             .field("exchange", &self.exchange)
             .field("routing_key_prefix", &self.routing_key_prefix)
             .field("timeout", &self.timeout)
+            .field("envelope", &self.envelope)
             .finish()
     }
 }
@@ -117,6 +126,8 @@ pub struct RabbitMqPublisher {
     exchange: String,
     prefix: String,
     timeout: Duration,
+    /// The CloudEvents envelope and its mode, if configured.
+    events: Option<(CloudEvents, ContentMode)>,
     /// The connection and its confirm channel; `None` after a failure, so
     /// the next batch reconnects. Held while a batch is *sent* (not while
     /// its confirms are awaited): lapin numbers a publish when the future
@@ -156,11 +167,19 @@ impl RabbitMqPublisher {
                 reason: format!("{:?} is longer than 255 bytes", config.exchange),
             });
         }
+        let events = match config.envelope {
+            Envelope::Outbox => None,
+            Envelope::CloudEvents(events) => {
+                let mode = events.mode(Binding::Amqp)?;
+                Some((events, mode))
+            }
+        };
         let publisher = RabbitMqPublisher {
             url: config.url,
             exchange: config.exchange,
             prefix: config.routing_key_prefix,
             timeout: config.timeout,
+            events,
             session: Mutex::new(None),
         };
         let deadline = Instant::now() + publisher.timeout;
@@ -210,7 +229,8 @@ impl RabbitMqPublisher {
         let mut sent = Vec::with_capacity(batch.len());
         for message in batch {
             let prepared = self.routing_key(message).and_then(|routing_key| {
-                properties(message).map(|properties| (routing_key, properties))
+                properties(message, self.events.as_ref())
+                    .map(|properties| (routing_key, properties))
             });
             let (routing_key, properties) = match prepared {
                 Ok(prepared) => prepared,
@@ -219,11 +239,18 @@ impl RabbitMqPublisher {
                     continue;
                 }
             };
+            let structured = match &self.events {
+                Some((events, ContentMode::Structured)) => Some(events.structured(message)),
+                _ => None,
+            };
+            let body = structured
+                .as_deref()
+                .unwrap_or_else(|| message.payload.get().as_bytes());
             let publish = channel.basic_publish(
                 exchange.clone(),
                 routing_key.clone(),
                 mandatory,
-                message.payload.get().as_bytes(),
+                body,
                 properties,
             );
             sent.push(match timeout_at(deadline, publish).await {

@@ -24,6 +24,7 @@ fn publisher(prefix: &str) -> RabbitMqPublisher {
         exchange: String::new(),
         prefix: prefix.into(),
         timeout: Duration::from_secs(1),
+        events: None,
         session: Mutex::new(None),
     }
 }
@@ -35,7 +36,7 @@ fn text(s: &str) -> AMQPValue {
 #[test]
 fn properties_carry_the_id_persistence_type_time_and_every_header() {
     let m = message(Some("order-7"), serde_json::json!({"trace-id": "t-9"}));
-    let p = properties(&m).unwrap();
+    let p = properties(&m, None).unwrap();
     assert_eq!(p.message_id().as_ref().map(|s| s.as_str()), Some("42"));
     assert_eq!(*p.delivery_mode(), Some(2));
     assert_eq!(
@@ -55,7 +56,7 @@ fn properties_carry_the_id_persistence_type_time_and_every_header() {
 #[test]
 fn no_key_no_key_header_and_outbox_headers_win() {
     let m = message(None, serde_json::json!({"outbox-id": "forged"}));
-    let headers = properties(&m).unwrap().headers().clone().unwrap();
+    let headers = properties(&m, None).unwrap().headers().clone().unwrap();
     assert_eq!(headers.inner().get("outbox-id"), Some(&text("42")));
     assert_eq!(headers.inner().get("outbox-key"), None);
 }
@@ -64,7 +65,7 @@ fn no_key_no_key_header_and_outbox_headers_win() {
 fn what_amqp_cannot_carry_is_undeliverable_not_a_panic() {
     let long = "h".repeat(256);
     let m = message(None, serde_json::json!({ long.clone(): "v" }));
-    let error = properties(&m).unwrap_err();
+    let error = properties(&m, None).unwrap_err();
     assert!(
         error.starts_with("undeliverable: the header name") && error.contains("256 bytes"),
         "{error}"
@@ -76,6 +77,58 @@ fn what_amqp_cannot_carry_is_undeliverable_not_a_panic() {
     assert_eq!(
         publisher("app.").routing_key(&m).unwrap().as_str(),
         "app.orders.created"
+    );
+}
+
+fn events(mode: ContentMode) -> (CloudEvents, ContentMode) {
+    (CloudEvents::new("/orders/outbox").unwrap(), mode)
+}
+
+#[test]
+fn binary_cloudevents_are_cloudevents_headers_beside_the_outbox_ones() {
+    let m = message(
+        Some("order-7"),
+        serde_json::json!({"trace-id": "t-9", "cloudEvents:type": "forged", "CLOUDEVENTS_id": "x"}),
+    );
+    let p = properties(&m, Some(&events(ContentMode::Binary))).unwrap();
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some("application/json")
+    );
+    assert_eq!(p.message_id().as_ref().map(|s| s.as_str()), Some("42"));
+    let headers = p.headers().clone().unwrap();
+    let get = |name: &str| headers.inner().get(name).cloned();
+    assert_eq!(get("cloudEvents:specversion"), Some(text("1.0")));
+    assert_eq!(get("cloudEvents:id"), Some(text("42")));
+    assert_eq!(get("cloudEvents:source"), Some(text("/orders/outbox")));
+    assert_eq!(get("cloudEvents:type"), Some(text("orders.created")));
+    assert_eq!(get("cloudEvents:subject"), Some(text("order-7")));
+    assert_eq!(
+        get("cloudEvents:time"),
+        Some(text("2026-01-02T03:04:05.000000Z"))
+    );
+    // datacontenttype is the content_type property, not a header.
+    assert_eq!(get("cloudEvents:datacontenttype"), None);
+    assert_eq!(get("CLOUDEVENTS_id"), None);
+    assert_eq!(get("trace-id"), Some(text("t-9")));
+    assert_eq!(get("outbox-id"), Some(text("42")));
+}
+
+#[test]
+fn structured_cloudevents_change_the_content_type_and_add_no_attribute_headers() {
+    let m = message(None, serde_json::json!({"cloudEvents:id": "forged"}));
+    let p = properties(&m, Some(&events(ContentMode::Structured))).unwrap();
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some(crate::publish::cloudevents::STRUCTURED_CONTENT_TYPE)
+    );
+    let headers = p.headers().clone().unwrap();
+    assert!(
+        headers
+            .inner()
+            .keys()
+            .all(|k| !k.as_str().starts_with("cloudEvents")),
+        "{headers:?}"
     );
 }
 
