@@ -10,7 +10,8 @@
 use chrono::{DateTime, Utc};
 use cloudevents::event::ExtensionValue;
 use cloudevents::{AttributesReader, Data, Event};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use tokio_postgres::Client;
 
 /// The source every CloudEvents test configures.
@@ -60,6 +61,40 @@ impl Want {
             traceparent: row.get(4),
         }
     }
+}
+
+/// Three messages of `topic` and what their events must say: key
+/// `first_key` (one that is not ASCII, has a space or needs encoding) with
+/// a trace context, no key, and key `order-7` with `third_headers` (named
+/// like the envelope's, which the publisher must not let through). The
+/// payload has a number no double holds, so it must arrive as stored.
+pub async fn enqueue_events(
+    c: &Client,
+    topic: &str,
+    first_key: &str,
+    third_headers: Value,
+) -> BTreeMap<i64, Want> {
+    let mut wants = BTreeMap::new();
+    for (key, headers) in [
+        (
+            Some(first_key),
+            json!({ "traceparent": crate::trace::TRACEPARENT }),
+        ),
+        (None, json!({})),
+        (Some("order-7"), third_headers),
+    ] {
+        let id: i64 = c
+            .query_one(
+                "SELECT outbox.enqueue($1, '{\"total\": 99.50, \"big\": 12345678901234567890123}', \
+                 key => $2, headers => $3::text::jsonb)",
+                &[&topic, &key, &headers.to_string()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        wants.insert(id, Want::of(c, id).await);
+    }
+    wants
 }
 
 /// Check an event the SDK read against `want`.

@@ -2,17 +2,15 @@
 //! read back with the checks of `cloudevents.rs`. The HTTP requests are
 //! also read with the CloudEvents SDK's own HTTP binding.
 
-use crate::cloudevents::{self, Want};
+use crate::cloudevents;
 use crate::relay::RelayProcess;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use outbox_tests::{wait_until, TestDb};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_postgres::Client;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -35,35 +33,6 @@ async fn endpoint() -> (String, Received) {
     (url, seen)
 }
 
-/// Three messages of `topic`: a key that needs percent-encoding and a
-/// trace context, no key, a plain key; what their events must say.
-async fn enqueue(c: &Client, topic: &str) -> BTreeMap<i64, Want> {
-    let mut wants = BTreeMap::new();
-    for (key, headers) in [
-        (
-            Some("ordér 42%"),
-            json!({ "traceparent": crate::trace::TRACEPARENT }),
-        ),
-        (None, json!({})),
-        (
-            Some("order-7"),
-            json!({ "x-other": "kept out of the event" }),
-        ),
-    ] {
-        let id: i64 = c
-            .query_one(
-                "SELECT outbox.enqueue($1, '{\"total\": 99.50, \"big\": 12345678901234567890123}', \
-                 key => $2, headers => $3::text::jsonb)",
-                &[&topic, &key, &headers.to_string()],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        wants.insert(id, Want::of(c, id).await);
-    }
-    wants
-}
-
 fn header(headers: &HeaderMap, name: &str) -> String {
     headers[name].to_str().unwrap().to_owned()
 }
@@ -75,7 +44,13 @@ async fn http_events_in_binary_and_structured_mode_read_back_as_the_messages() {
     for mode in ["binary", "structured"] {
         let (url, seen) = endpoint().await;
         let topic = format!("ce.http.{mode}");
-        let wants = enqueue(&c, &topic).await;
+        let wants = cloudevents::enqueue_events(
+            &c,
+            &topic,
+            "ordér 42%",
+            json!({ "x-other": "kept out of the event" }),
+        )
+        .await;
         let mut args = vec!["--publisher", "http", "--http-url", &url];
         args.extend(cloudevents::flags(mode));
         let relay = RelayProcess::start(&db, &args);
@@ -138,7 +113,13 @@ async fn http_events_in_binary_and_structured_mode_read_back_as_the_messages() {
 async fn stdout_lines_are_structured_events() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    let wants = enqueue(&c, "ce.stdout").await;
+    let wants = cloudevents::enqueue_events(
+        &c,
+        "ce.stdout",
+        "ordér 42%",
+        json!({ "x-other": "kept out of the event" }),
+    )
+    .await;
     // No --cloudevents-mode: stdout's default is structured.
     let relay = RelayProcess::start(&db, &cloudevents::flags("structured")[..4]);
     wait_until(PATIENCE, || async { relay.lines().len() >= wants.len() }).await;

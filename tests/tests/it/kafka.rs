@@ -1,7 +1,7 @@
 //! The Kafka publisher against librdkafka's mock cluster (a real Kafka
 //! protocol implementation, three brokers, run inside the test process).
 
-use crate::cloudevents::{self, Want};
+use crate::cloudevents;
 use crate::common::*;
 use crate::relay::RelayProcess;
 use outbox_tests::{wait_until, TestDb};
@@ -12,7 +12,6 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio_postgres::Client;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -125,36 +124,6 @@ async fn records_reach_kafka_keyed_by_the_outbox_key_with_headers_in_key_order()
     drop(cluster);
 }
 
-/// Three messages of `topic`: a key that is not ASCII and has a space with
-/// a trace context, no key, a plain key with headers named like the
-/// envelope's (which it must not let through); what their events must say.
-async fn enqueue_events(c: &Client, topic: &str) -> BTreeMap<i64, Want> {
-    let mut wants = BTreeMap::new();
-    for (key, headers) in [
-        (
-            Some("ordér 42"),
-            json!({ "traceparent": crate::trace::TRACEPARENT }),
-        ),
-        (None, json!({})),
-        (
-            Some("order-7"),
-            json!({ "ce_id": "forged", "content-type": "text/plain", "x-other": "kept" }),
-        ),
-    ] {
-        let id: i64 = c
-            .query_one(
-                "SELECT outbox.enqueue($1, '{\"total\": 99.50, \"big\": 12345678901234567890123}', \
-                 key => $2, headers => $3::text::jsonb)",
-                &[&topic, &key, &headers.to_string()],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        wants.insert(id, Want::of(c, id).await);
-    }
-    wants
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cloudevents_binary_and_structured_records_read_back_as_their_messages_events() {
     let cluster = MockCluster::new(3).unwrap();
@@ -164,7 +133,13 @@ async fn cloudevents_binary_and_structured_records_read_back_as_their_messages_e
     for mode in ["binary", "structured"] {
         let topic = format!("ce.kafka.{mode}");
         cluster.create_topic(&topic, 3, 1).unwrap();
-        let wants = enqueue_events(&c, &topic).await;
+        let wants = cloudevents::enqueue_events(
+            &c,
+            &topic,
+            "ordér 42",
+            json!({ "ce_id": "forged", "content-type": "text/plain", "x-other": "kept" }),
+        )
+        .await;
         let mut args = vec![
             "--publisher",
             "kafka",

@@ -1,7 +1,7 @@
 //! The NATS JetStream publisher against a real `nats-server -js` that each
 //! test starts on its own port and storage directory, and stops on drop.
 
-use crate::cloudevents::{self, Want};
+use crate::cloudevents;
 use crate::common::*;
 use crate::relay::RelayProcess;
 use async_nats::jetstream;
@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio_postgres::Client;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -287,36 +286,6 @@ async fn a_nats_server_that_goes_away_gets_the_messages_when_it_is_back() {
     drop(relay);
 }
 
-/// Three messages of `topic`: a key that is not ASCII and has a space with
-/// a trace context, no key, a plain key with headers named like the
-/// envelope's (which it must not let through); what their events must say.
-async fn enqueue_events(c: &Client, topic: &str) -> BTreeMap<i64, Want> {
-    let mut wants = BTreeMap::new();
-    for (key, headers) in [
-        (
-            Some("ordér 42"),
-            json!({ "traceparent": crate::trace::TRACEPARENT }),
-        ),
-        (None, json!({})),
-        (
-            Some("order-7"),
-            json!({ "CE-ID": "forged", "content-type": "text/plain", "X-Other": "kept" }),
-        ),
-    ] {
-        let id: i64 = c
-            .query_one(
-                "SELECT outbox.enqueue($1, '{\"total\": 99.50, \"big\": 12345678901234567890123}', \
-                 key => $2, headers => $3::text::jsonb)",
-                &[&topic, &key, &headers.to_string()],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        wants.insert(id, Want::of(c, id).await);
-    }
-    wants
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cloudevents_binary_and_structured_messages_read_back_as_their_messages_events() {
     let nats = NatsServer::start(None, None).await;
@@ -326,7 +295,13 @@ async fn cloudevents_binary_and_structured_messages_read_back_as_their_messages_
     let c = db.client().await;
     for mode in ["binary", "structured"] {
         let topic = format!("orders.ce.{mode}");
-        let wants = enqueue_events(&c, &topic).await;
+        let wants = cloudevents::enqueue_events(
+            &c,
+            &topic,
+            "ordér 42",
+            json!({ "CE-ID": "forged", "content-type": "text/plain", "X-Other": "kept" }),
+        )
+        .await;
         let mut args = nats_args(&nats.url);
         args.extend(cloudevents::flags(mode).map(str::to_owned));
         let relay = start(&db, &args);

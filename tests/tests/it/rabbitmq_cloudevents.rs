@@ -3,13 +3,12 @@
 //! mode (`cloudEvents:*` headers, the payload as the body) and structured
 //! mode (the JSON event as the body), one node for both.
 
-use crate::cloudevents::{self, Want};
+use crate::cloudevents;
 use crate::common::*;
 use crate::rabbitmq::{drained, id_of, start_relay, RabbitNode};
 use lapin::types::{AMQPValue, FieldTable};
 use outbox_tests::TestDb;
 use serde_json::json;
-use std::collections::BTreeMap;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cloudevents_binary_and_structured_messages_read_back_as_their_messages_events() {
@@ -20,29 +19,13 @@ async fn cloudevents_binary_and_structured_messages_read_back_as_their_messages_
         // The default exchange: the routing key (the topic) names the queue.
         let topic = format!("orders.ce.{mode}");
         rabbit.queue(&topic, FieldTable::default(), "", "").await;
-        let mut wants = BTreeMap::new();
-        for (key, headers) in [
-            (
-                Some("ordér 42"),
-                json!({ "traceparent": crate::trace::TRACEPARENT }),
-            ),
-            (None, json!({})),
-            (
-                Some("order-7"),
-                json!({ "cloudEvents_id": "forged", "CloudEvents_type": "forged", "X-Other": "kept" }),
-            ),
-        ] {
-            let id: i64 = c
-                .query_one(
-                    "SELECT outbox.enqueue($1, '{\"total\": 99.50, \"big\": 12345678901234567890123}', \
-                     key => $2, headers => $3::text::jsonb)",
-                    &[&topic, &key, &headers.to_string()],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            wants.insert(id, Want::of(&c, id).await);
-        }
+        let wants = cloudevents::enqueue_events(
+            &c,
+            &topic,
+            "ordér 42",
+            json!({ "cloudEvents_id": "forged", "CloudEvents_type": "forged", "X-Other": "kept" }),
+        )
+        .await;
         let relay = start_relay(&db, &rabbit.url(), &cloudevents::flags(mode));
         drained(&c).await;
         let (status, log) = relay.terminate().await;
