@@ -13,6 +13,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use std::time::Duration;
 
+/// The headers this publisher sets on every record; a message header of
+/// the same name (any case) is not sent.
+const RESERVED: [&str; 3] = ["outbox-id", "outbox-topic", "outbox-attempt"];
+
 /// Settings of [`KafkaPublisher`]. Each field's doc ends with its default.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -47,7 +51,8 @@ impl Default for KafkaConfig {
 /// one producer session the broker drops retried duplicates and keeps order
 /// per partition. The record key is the outbox key, the value the payload,
 /// and the headers `outbox-id`, `outbox-topic`, `outbox-attempt` and the
-/// message's own. A message counts as delivered when its delivery report
+/// message's own (except ones named like those three, any case: the outbox's
+/// win). A message counts as delivered when its delivery report
 /// says so.
 ///
 /// With a CloudEvents envelope (the Kafka binding) the record is the event:
@@ -147,11 +152,14 @@ impl KafkaPublisher {
             });
         if let Some(serde_json::Value::Object(own)) = &m.headers {
             for (name, value) in own {
-                // In CloudEvents mode the envelope owns these names.
-                let envelopes = self.events.is_some()
-                    && (name.eq_ignore_ascii_case("content-type")
-                        || name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("ce_")));
-                if let (Some(value), false) = (value.as_str(), envelopes) {
+                // Ours, always (Kafka headers are a list: a second
+                // outbox-id would sit beside ours for consumers to pick);
+                // in CloudEvents mode also the envelope's names.
+                let reserved = RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
+                    || (self.events.is_some()
+                        && (name.eq_ignore_ascii_case("content-type")
+                            || name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("ce_"))));
+                if let (Some(value), false) = (value.as_str(), reserved) {
                     headers = headers.insert(Header {
                         key: name,
                         value: Some(value),

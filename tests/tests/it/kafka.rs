@@ -137,7 +137,7 @@ async fn cloudevents_binary_and_structured_records_read_back_as_their_messages_e
             &c,
             &topic,
             "ordér 42",
-            json!({ "ce_id": "forged", "content-type": "text/plain", "x-other": "kept" }),
+            json!({ "ce_id": "forged", "content-type": "text/plain", "outbox-id": "0", "Outbox-Attempt": "9", "x-other": "kept" }),
         )
         .await;
         let mut args = vec![
@@ -171,7 +171,13 @@ async fn cloudevents_binary_and_structured_records_read_back_as_their_messages_e
         assert_eq!(records.len(), wants.len(), "one record per message");
         for (key, headers, value) in &records {
             // The outbox's own headers and the record key stay.
+            // One of each, ours: a producer's header cannot replace them.
             let id: i64 = header(headers, "outbox-id").parse().unwrap();
+            assert_eq!(header(headers, "outbox-attempt"), "1");
+            assert!(
+                !headers.iter().any(|(k, _)| k == "Outbox-Attempt"),
+                "{headers:?}"
+            );
             let want = &wants[&id];
             assert_eq!(key, &want.key, "the record key is the outbox key");
             if want.key.as_deref() == Some("order-7") {
