@@ -40,6 +40,24 @@ pub enum Envelope {
     CloudEvents(CloudEvents),
 }
 
+impl Envelope {
+    /// The CloudEvents settings and the mode to use over `binding`, or
+    /// `None` for the outbox's own envelope; an error for a mode the
+    /// binding does not define (see [`CloudEvents::mode`]).
+    pub fn for_binding(
+        self,
+        binding: Binding,
+    ) -> Result<Option<(CloudEvents, ContentMode)>, Error> {
+        match self {
+            Envelope::Outbox => Ok(None),
+            Envelope::CloudEvents(events) => {
+                let mode = events.mode(binding)?;
+                Ok(Some((events, mode)))
+            }
+        }
+    }
+}
+
 /// Where the attributes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentMode {

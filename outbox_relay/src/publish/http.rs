@@ -2,7 +2,7 @@
 //! way, and read the status as the broker's answer.
 
 use super::cloudevents::{Binding, CloudEvents, ContentMode, STRUCTURED_CONTENT_TYPE};
-use super::{Delivery, Envelope, Publisher};
+use super::{Delivery, Publisher};
 use crate::{Error, Message};
 use base64::Engine;
 use futures_util::StreamExt;
@@ -97,13 +97,7 @@ impl HttpPublisher {
             headers.insert(name, value);
         }
         let key = config.secret.as_deref().map(signing_key).transpose()?;
-        let events = match config.envelope {
-            Envelope::Outbox => None,
-            Envelope::CloudEvents(events) => {
-                let mode = events.mode(Binding::Http)?;
-                Some((events, mode))
-            }
-        };
+        let events = config.envelope.for_binding(Binding::Http)?;
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(config.timeout)

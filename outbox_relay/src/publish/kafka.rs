@@ -4,7 +4,7 @@
 use super::cloudevents::{
     Binding, CloudEvents, ContentMode, DATA_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE,
 };
-use super::{Delivery, Envelope, Publisher};
+use super::{Delivery, Publisher};
 use crate::{Error, Message};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -83,13 +83,7 @@ impl std::fmt::Debug for KafkaPublisher {
 impl KafkaPublisher {
     /// Create the producer and check that the cluster answers.
     pub async fn connect(config: KafkaConfig) -> Result<Self, Error> {
-        let events = match config.envelope {
-            Envelope::Outbox => None,
-            Envelope::CloudEvents(events) => {
-                let mode = events.mode(Binding::Kafka)?;
-                Some((events, mode))
-            }
-        };
+        let events = config.envelope.for_binding(Binding::Kafka)?;
         let broker = |message: String| Error::Broker {
             broker: "Kafka",
             message,

@@ -4,7 +4,7 @@
 use super::cloudevents::{
     Binding, CloudEvents, ContentMode, DATA_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE,
 };
-use super::{Delivery, Envelope, Publisher};
+use super::{Delivery, Publisher};
 use crate::{Error, Message};
 use async_nats::jetstream;
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
@@ -82,13 +82,7 @@ impl NatsPublisher {
     /// Connect to the server; fails with [`Error::Broker`] if it is not there.
     /// A CloudEvents envelope NATS cannot carry is [`Error::Config`].
     pub async fn connect(config: NatsConfig) -> Result<Self, Error> {
-        let events = match config.envelope {
-            Envelope::Outbox => None,
-            Envelope::CloudEvents(events) => {
-                let mode = events.mode(Binding::Nats)?;
-                Some((events, mode))
-            }
-        };
+        let events = config.envelope.for_binding(Binding::Nats)?;
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(config.timeout)
             .retry_on_initial_connect()

@@ -27,7 +27,7 @@
 //! (`application/cloudevents+json; charset=UTF-8`); the other fields stay.
 
 use super::cloudevents::{Binding, CloudEvents, STRUCTURED_CONTENT_TYPE};
-use super::{Delivery, Envelope, Publisher};
+use super::{Delivery, Publisher};
 use crate::{Error, Message};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, RedisResult, Value};
@@ -130,14 +130,11 @@ impl RedisPublisher {
     /// connection is re-established by itself when lost.
     pub async fn connect(config: RedisConfig) -> Result<Self, Error> {
         let shown = redacted(&config.url);
-        let events = match config.envelope {
-            Envelope::Outbox => None,
-            Envelope::CloudEvents(events) => {
-                // Structured is the only mode: an error for binary.
-                events.mode(Binding::Redis)?;
-                Some(events)
-            }
-        };
+        // Structured is the only mode there: an error for binary.
+        let events = config
+            .envelope
+            .for_binding(Binding::Redis)?
+            .map(|(events, _)| events);
         if let Some(maxlen) = config.maxlen {
             // Redis reads MAXLEN as a signed 64-bit count; 0 would delete
             // every entry as it is added.

@@ -38,13 +38,10 @@ impl Default for StdoutPublisher {
 impl StdoutPublisher {
     /// Lines in `envelope`; binary CloudEvents is [`Error::Config`].
     pub fn with_envelope(envelope: Envelope) -> Result<Self, Error> {
-        let events = match envelope {
-            Envelope::Outbox => None,
-            Envelope::CloudEvents(events) => {
-                events.mode(Binding::Stdout)?;
-                Some(events)
-            }
-        };
+        // Structured is the only mode there: an error for binary.
+        let events = envelope
+            .for_binding(Binding::Stdout)?
+            .map(|(events, _)| events);
         Ok(StdoutPublisher {
             events,
             ..Self::default()

@@ -37,7 +37,7 @@ mod properties;
 mod session;
 
 use super::cloudevents::{Binding, CloudEvents, ContentMode};
-use super::{Delivery, Envelope, Publisher};
+use super::{Delivery, Publisher};
 use crate::{Error, Message};
 use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
@@ -167,13 +167,7 @@ impl RabbitMqPublisher {
                 reason: format!("{:?} is longer than 255 bytes", config.exchange),
             });
         }
-        let events = match config.envelope {
-            Envelope::Outbox => None,
-            Envelope::CloudEvents(events) => {
-                let mode = events.mode(Binding::Amqp)?;
-                Some((events, mode))
-            }
-        };
+        let events = config.envelope.for_binding(Binding::Amqp)?;
         let publisher = RabbitMqPublisher {
             url: config.url,
             exchange: config.exchange,
