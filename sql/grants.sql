@@ -4,7 +4,8 @@
 -- search_path), so no role ever needs a privilege on the tables themselves:
 --
 --   producer  enqueue, enqueue_batch. Cannot read, claim or finish anything.
---   relay     claim, complete, fail, release, extend, the doorbell, stats.
+--   relay     claim, complete, fail, release, extend, the doorbell, stats,
+--             cleanup (dedup keys; the relay can run it on a timer).
 --   admin     everything above plus dead letters, blocked_keys and SELECT on
 --             the tables (to look, not to write).
 --
@@ -55,11 +56,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT outbox._grant_functions(role, ARRAY[
         'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
-        'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats'])
+        'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
+        'cleanup'])
 $$;
 
 COMMENT ON FUNCTION outbox.grant_relay(regrole) IS
-    'Let a role relay messages: claim, complete, fail, release, extend, the doorbell and stats.';
+    'Let a role relay messages: claim, complete, fail, release, extend, the doorbell, stats and cleanup.';
 
 CREATE FUNCTION outbox.grant_admin(role regrole) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -70,10 +72,10 @@ BEGIN
         'enqueue', 'enqueue_batch',
         'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
         'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
-        'blocked_keys', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic',
+        'cleanup', 'blocked_keys', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic',
         'rotate', 'set_partitions']);
     EXECUTE format('GRANT SELECT ON outbox.messages, outbox.dead_letters, outbox.side, outbox.log,'
-                   ' outbox.partitions, outbox.segments TO %s', role);
+                   ' outbox.partitions, outbox.segments, outbox.dedup TO %s', role);
 END;
 $$;
 

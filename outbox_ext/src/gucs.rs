@@ -25,6 +25,12 @@ pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 10
 /// Superuser only; 0 in production. At most about 24.8 days (i32 ms).
 pub static TEST_CLOCK_OFFSET_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
+/// How long after its delivery time a dedup key stays held even once its
+/// message is finished (seconds), when enqueue gets `dedup_window => NULL`.
+/// 0: held only while the message is unfinished. Seconds, not ms: windows
+/// are hours to days, beyond an i32 of milliseconds (24.8 days).
+pub static DEDUP_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// How long a log segment takes writes before rotation moves producers to
 /// the next one (ms); a segment is truncated once every message in it was
 /// handed out (docs/storage.md, "Rotation"). Shorter keeps the log smaller,
@@ -43,6 +49,16 @@ pub fn init() {
         86_400_000,
         GucContext::Suset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"outbox.dedup_window",
+        c"How long after its delivery time a dedup key stays held once its message is finished.",
+        c"Used when enqueue() gets a dedup_key and dedup_window => NULL; 0 holds a key only while its message is unfinished.",
+        &DEDUP_WINDOW_S,
+        0,
+        366 * 86_400,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"outbox.max_attempts",

@@ -44,6 +44,7 @@ pgrx::extension_sql_file!(
     requires = [clock::now_sql, api::rotation::_next_xid, "views"]
 );
 pgrx::extension_sql_file!("../../sql/claim.sql", requires = [api::claim::claim]);
+pgrx::extension_sql_file!("../../sql/dedup.sql", requires = [clock::now_sql]);
 pgrx::extension_sql_file!("../../sql/grants.sql", finalize);
 
 /// Called when a backend loads the library.

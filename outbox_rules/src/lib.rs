@@ -7,8 +7,10 @@ mod limits;
 mod names;
 mod trace;
 
-pub use limits::{batch_size, deliver_at, doorbell_wait, lease, max_attempts, retry_in};
-pub use names::{headers, headers_unreadable, key, owner, topic, topics};
+pub use limits::{
+    batch_size, dedup_window, deliver_at, doorbell_wait, lease, max_attempts, retry_in,
+};
+pub use names::{dedup_key, headers, headers_unreadable, key, owner, topic, topics};
 pub use trace::{
     traceparent, tracestate, TraceParent, MAX_TRACESTATE_MEMBERS, TRACEPARENT, TRACESTATE,
 };
@@ -17,6 +19,12 @@ pub use trace::{
 pub const MAX_TOPIC_BYTES: usize = 249;
 /// Longest key accepted. Keys order messages; they are not payloads.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest dedup key accepted: an index key (btree entries top out near
+/// 2.7 kB), naming an event, not carrying it.
+pub const MAX_DEDUP_KEY_BYTES: usize = 1024;
+/// Longest dedup window (per call or `outbox.dedup_window`): a year, the
+/// horizon of every other "not before" time.
+pub const MAX_DEDUP_WINDOW_MICROS: i128 = MAX_RETRY_MICROS;
 /// Longest owner accepted (a relay's name, e.g. `host:pid:uuid`).
 pub const MAX_OWNER_BYTES: usize = 200;
 /// Most headers a message may carry, and their largest total size.

@@ -1,6 +1,9 @@
 //! The rules for numbers and times: attempts, batch sizes, leases, delays.
 
-use crate::{Invalid, MAX_ATTEMPTS_LIMIT, MAX_CLAIM_BATCH, MAX_LEASE_MICROS, MAX_RETRY_MICROS};
+use crate::{
+    Invalid, MAX_ATTEMPTS_LIMIT, MAX_CLAIM_BATCH, MAX_DEDUP_WINDOW_MICROS, MAX_LEASE_MICROS,
+    MAX_RETRY_MICROS,
+};
 
 /// `max_attempts` per message: NULL means the `outbox.max_attempts` GUC.
 pub fn max_attempts(n: i32) -> Result<(), Invalid> {
@@ -83,6 +86,26 @@ pub fn deliver_at(micros_from_now: Option<i128>) -> Result<(), Invalid> {
     }
 }
 
+/// A dedup window, as it really reaches from now (see [`lease`]): how long
+/// after enqueue a dedup key stays taken even once its message is finished.
+/// Zero holds the key only while the message is unfinished.
+pub fn dedup_window(micros: Option<i128>) -> Result<(), Invalid> {
+    const HINT: &str = "Pass NULL for outbox.dedup_window, '0' to hold the key only while the message is unfinished, or a window of at most a year, e.g. '24 hours'.";
+    match micros {
+        Some(m) if m < 0 => Err(Invalid::new(
+            "dedup_window",
+            "dedup_window is negative",
+            HINT,
+        )),
+        Some(m) if m <= MAX_DEDUP_WINDOW_MICROS => Ok(()),
+        _ => Err(Invalid::new(
+            "dedup_window",
+            "dedup_window is longer than a year",
+            HINT,
+        )),
+    }
+}
+
 /// How long doorbell_arm() may wait for committing producers, in
 /// microseconds (months as 30 days: this is a sleep, not a stored time).
 pub fn doorbell_wait(micros: i128) -> Result<(), Invalid> {
@@ -107,6 +130,11 @@ mod tests {
     fn numeric_limits() {
         assert!(max_attempts(1).is_ok());
         assert!(max_attempts(0).is_err());
+        assert!(dedup_window(Some(0)).is_ok());
+        assert!(dedup_window(Some(MAX_DEDUP_WINDOW_MICROS)).is_ok());
+        assert!(dedup_window(Some(-1)).is_err());
+        assert!(dedup_window(Some(MAX_DEDUP_WINDOW_MICROS + 1)).is_err());
+        assert!(dedup_window(None).is_err());
         assert!(max_attempts(-3).is_err());
         assert!(max_attempts(MAX_ATTEMPTS_LIMIT + 1).is_err());
         assert!(batch_size(1).is_ok());

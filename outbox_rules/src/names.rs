@@ -1,8 +1,8 @@
 //! The rules for names and texts: topics, keys, owners, headers.
 
 use crate::{
-    Invalid, MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_NAME_BYTES, MAX_KEY_BYTES, MAX_OWNER_BYTES,
-    MAX_TOPIC_BYTES,
+    Invalid, MAX_DEDUP_KEY_BYTES, MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_NAME_BYTES,
+    MAX_KEY_BYTES, MAX_OWNER_BYTES, MAX_TOPIC_BYTES,
 };
 use serde_json::Value;
 
@@ -79,6 +79,31 @@ pub fn key(k: &str) -> Result<(), Invalid> {
             "key",
             format!("key contains the control character {bad:?}"),
             "Use printable characters in keys, e.g. 'order-42'.",
+        ));
+    }
+    Ok(())
+}
+
+/// A dedup key names one logical event ('order-42-created'): NULL means "no
+/// deduplication", so an empty one is a mistake, and it is an index key,
+/// not data. Unlike message keys it never travels to a broker, so any
+/// character is allowed.
+pub fn dedup_key(k: &str) -> Result<(), Invalid> {
+    if k.is_empty() {
+        return Err(Invalid::new(
+            "dedup_key",
+            "dedup_key is empty",
+            "Pass NULL to enqueue without deduplication, or a non-empty key naming the event, e.g. 'order-42-created'.",
+        ));
+    }
+    if k.len() > MAX_DEDUP_KEY_BYTES {
+        return Err(Invalid::new(
+            "dedup_key",
+            format!(
+                "dedup_key is {} bytes long, the limit is {MAX_DEDUP_KEY_BYTES}",
+                k.len()
+            ),
+            "Use a short name for the event (its aggregate id and kind), not data; hash anything longer.",
         ));
     }
     Ok(())
@@ -246,6 +271,9 @@ mod tests {
     fn key_cases() {
         assert!(key("order-1").is_ok());
         assert!(key("").is_err());
+        assert!(dedup_key("order-42-created").is_ok());
+        assert!(dedup_key("").is_err());
+        assert!(dedup_key(&"x".repeat(MAX_DEDUP_KEY_BYTES + 1)).is_err());
         assert!(key(&"k".repeat(MAX_KEY_BYTES + 1)).is_err());
         assert!(key("ordér 42 🙂").is_ok());
         assert!(key("a\nb").is_err());

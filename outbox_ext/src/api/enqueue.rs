@@ -1,13 +1,18 @@
 //! outbox.enqueue() and outbox.enqueue_batch(): write messages in the
 //! caller's transaction. Invisible to relays until it commits, gone if it
 //! rolls back — that is the whole point of an outbox.
+//!
+//! Without a dedup key each is one kept statement (`enqueue.sql`,
+//! `enqueue_batch.sql`); with one, `dedup.rs` writes only the messages
+//! whose key no other message holds.
 
+use super::dedup::{self, Call, Item};
 use super::{INT4, JSONB, JSONB_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ};
 use crate::error::{required, OutboxError, OutboxResult};
 use crate::plans::Query;
 use crate::rawjsonb::RawJsonb;
 use crate::{clock, gucs, validate};
-use pgrx::datum::{Array, DatumWithOid, TimestampWithTimeZone};
+use pgrx::datum::{Array, DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
 static ENQUEUE: Query = Query {
@@ -70,20 +75,75 @@ fn resolve_max_attempts(max_attempts: Option<i32>) -> Result<i32, OutboxError> {
     }
 }
 
-/// Add one message to the outbox, in the current transaction. Returns its id.
+/// Until when a dedup key taken now is held whatever its message's state:
+/// the delivery time (now, or a later `deliver_at`) plus the window
+/// (`dedup_window`, NULL: `outbox.dedup_window`), as PostgreSQL adds them.
+fn held_until(
+    now: TimestampWithTimeZone,
+    deliver_at: Option<TimestampWithTimeZone>,
+    window: Option<Interval>,
+) -> Result<TimestampWithTimeZone, OutboxError> {
+    let due = match deliver_at {
+        Some(at) if at > now => at,
+        _ => now,
+    };
+    let window = window.unwrap_or_else(|| {
+        Interval::from_micros(i64::from(gucs::DEDUP_WINDOW_S.get()).saturating_mul(1_000_000))
+    });
+    let reached = clock::reach(due, window);
+    validate::dedup_window(reached.map(|(_, micros)| micros))?;
+    reached
+        .map(|(end, _)| end)
+        .ok_or_else(|| OutboxError::Internal("a validated dedup window has no end".into()))
+}
+
+/// A dedup window is only meaningful with dedup keys: given alone it would
+/// silently deduplicate nothing.
+fn window_needs_keys(window: Option<Interval>, has_keys: bool, keys: &'static str) -> Result<(), OutboxError> {
+    if window.is_some() && !has_keys {
+        return Err(OutboxError::Invalid(validate::Invalid {
+            param: "dedup_window",
+            reason: format!("dedup_window is given but {keys} is NULL"),
+            hint: "Pass dedup_window together with a dedup key, or leave both NULL.",
+        }));
+    }
+    Ok(())
+}
+
+/// 0.1.0's and 0.2.0's `outbox.enqueue` (six arguments): their install
+/// scripts bind this symbol, so it stays (docs/upgrading.md, rule 3).
+#[pg_extern(sql = false, volatile, security_definer, parallel_unsafe)]
+fn enqueue(
+    topic: Option<&str>,
+    payload: Option<RawJsonb>,
+    key: Option<&str>,
+    headers: Option<RawJsonb>,
+    deliver_at: Option<TimestampWithTimeZone>,
+    max_attempts: Option<i32>,
+) -> OutboxResult<i64> {
+    enqueue_with_dedup(topic, payload, key, headers, deliver_at, max_attempts, None, None)
+}
+
+/// Add one message to the outbox, in the current transaction. Returns its id
+/// — or, when `dedup_key` is held by another message (unfinished, or within
+/// its dedup window), that message's id, and nothing is written.
 ///
 /// ```sql
-/// SELECT outbox.enqueue('orders.created', '{"order_id": 42}', key => 'order-42');
+/// SELECT outbox.enqueue('orders.created', '{"order_id": 42}', key => 'order-42',
+///                       dedup_key => 'order-42-created');
 /// ```
-#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[pg_extern(name = "enqueue", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn enqueue(
+#[allow(clippy::too_many_arguments)]
+fn enqueue_with_dedup(
     topic: Option<&str>,
     payload: Option<RawJsonb>,
     key: default!(Option<&str>, "NULL"),
     headers: default!(Option<RawJsonb>, "NULL"),
     deliver_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     max_attempts: default!(Option<i32>, "NULL"),
+    dedup_key: default!(Option<&str>, "NULL"),
+    dedup_window: default!(Option<Interval>, "NULL"),
 ) -> OutboxResult<i64> {
     let topic = required(topic, "topic")?;
     validate::topic(topic).map_err(OutboxError::from)?;
@@ -95,8 +155,33 @@ fn enqueue(
     if let Some(h) = headers {
         check_headers(h)?;
     }
+    if let Some(k) = dedup_key {
+        validate::dedup_key(k).map_err(OutboxError::from)?;
+    }
+    window_needs_keys(dedup_window, dedup_key.is_some(), "dedup_key")?;
     let max_attempts = resolve_max_attempts(max_attempts)?;
     let now = check_deliver_at(deliver_at)?;
+
+    if let Some(dedup_key) = dedup_key {
+        let call = Call {
+            topic,
+            deliver_at,
+            max_attempts,
+            now,
+            held_until: held_until(now, deliver_at, dedup_window)?,
+        };
+        let item = Item {
+            key,
+            payload,
+            headers,
+            dedup_key: Some(dedup_key),
+        };
+        let ids = dedup::enqueue(&call, &[item])?;
+        return Ok(ids
+            .first()
+            .copied()
+            .ok_or_else(|| OutboxError::Internal("dedup enqueue returned no id".into()))?);
+    }
 
     let args: [DatumWithOid; 7] = [
         topic.into(),
@@ -112,23 +197,66 @@ fn enqueue(
     Ok(id.ok_or_else(|| OutboxError::Internal("INSERT returned no id".into()))?)
 }
 
-/// Add many messages of one topic in one statement. `keys` and `headers` are
-/// NULL or one element per payload. Returns the ids in input order.
+/// 0.1.0's and 0.2.0's `outbox.enqueue_batch` (six arguments), kept for
+/// their install scripts like [`enqueue`].
+#[pg_extern(sql = false, volatile, security_definer, parallel_unsafe)]
+fn enqueue_batch(
+    topic: Option<&str>,
+    payloads: Option<Array<'_, RawJsonb>>,
+    keys: Option<Array<'_, &str>>,
+    headers: Option<Array<'_, RawJsonb>>,
+    deliver_at: Option<TimestampWithTimeZone>,
+    max_attempts: Option<i32>,
+) -> OutboxResult<Vec<i64>> {
+    enqueue_batch_with_dedup(topic, payloads, keys, headers, deliver_at, max_attempts, None, None)
+}
+
+/// An optional per-message array argument of enqueue_batch, collected: NULL,
+/// or one element per payload (each non-NULL one passed by `check`).
+fn per_message<T: Copy>(
+    array: Option<Vec<Option<T>>>,
+    param: &'static str,
+    n: usize,
+    check: impl Fn(T) -> Result<(), OutboxError>,
+) -> Result<Option<Vec<Option<T>>>, OutboxError> {
+    let Some(v) = array else {
+        return Ok(None);
+    };
+    if v.len() != n {
+        return Err(OutboxError::LengthMismatch {
+            param,
+            len: v.len(),
+            expected: n,
+        });
+    }
+    for x in v.iter().flatten() {
+        check(*x)?;
+    }
+    Ok(Some(v))
+}
+
+/// Add many messages of one topic in one statement. `keys`, `headers` and
+/// `dedup_keys` are NULL or one element per payload (NULL elements allowed).
+/// Returns the ids in input order; a message whose dedup key is held gets
+/// the holder's id and is not written.
 ///
 /// ```sql
 /// SELECT outbox.enqueue_batch('orders.created',
 ///     ARRAY['{"order_id": 1}', '{"order_id": 2}']::jsonb[],
 ///     keys => ARRAY['order-1', 'order-2']);
 /// ```
-#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[pg_extern(name = "enqueue_batch", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn enqueue_batch(
+#[allow(clippy::too_many_arguments)]
+fn enqueue_batch_with_dedup(
     topic: Option<&str>,
     payloads: Option<Array<'_, RawJsonb>>,
     keys: default!(Option<Array<'_, &str>>, "NULL"),
     headers: default!(Option<Array<'_, RawJsonb>>, "NULL"),
     deliver_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     max_attempts: default!(Option<i32>, "NULL"),
+    dedup_keys: default!(Option<Array<'_, &str>>, "NULL"),
+    dedup_window: default!(Option<Interval>, "NULL"),
 ) -> OutboxResult<Vec<i64>> {
     let topic = required(topic, "topic")?;
     validate::topic(topic).map_err(OutboxError::from)?;
@@ -149,46 +277,37 @@ fn enqueue_batch(
         check_payload(p, Some(i + 1))?;
         payload_vec.push(p);
     }
-    let key_vec: Option<Vec<Option<&str>>> = match &keys {
-        None => None,
-        Some(keys) => {
-            if keys.len() != n {
-                return Err(OutboxError::LengthMismatch {
-                    param: "keys",
-                    len: keys.len(),
-                    expected: n,
-                }
-                .into());
-            }
-            let v: Vec<Option<&str>> = keys.iter().collect();
-            for k in v.iter().flatten() {
-                validate::key(k).map_err(OutboxError::from)?;
-            }
-            Some(v)
-        }
-    };
-    let header_vec: Option<Vec<Option<RawJsonb>>> = match &headers {
-        None => None,
-        Some(headers) => {
-            if headers.len() != n {
-                return Err(OutboxError::LengthMismatch {
-                    param: "headers",
-                    len: headers.len(),
-                    expected: n,
-                }
-                .into());
-            }
-            let v: Vec<Option<RawJsonb>> = headers.iter().collect();
-            for h in v.iter().flatten() {
-                check_headers(*h)?;
-            }
-            Some(v)
-        }
-    };
+    let key_vec = per_message(keys.as_ref().map(|a| a.iter().collect()), "keys", n, |k| {
+        Ok(validate::key(k)?)
+    })?;
+    let header_vec = per_message(headers.as_ref().map(|a| a.iter().collect()), "headers", n, check_headers)?;
+    let dedup_vec = per_message(dedup_keys.as_ref().map(|a| a.iter().collect()), "dedup_keys", n, |k| {
+        Ok(validate::dedup_key(k)?)
+    })?;
+    window_needs_keys(dedup_window, dedup_vec.is_some(), "dedup_keys")?;
     let max_attempts = resolve_max_attempts(max_attempts)?;
     let now = check_deliver_at(deliver_at)?;
     if n == 0 {
         return Ok(Vec::new());
+    }
+
+    if let Some(dedup_vec) = dedup_vec {
+        let call = Call {
+            topic,
+            deliver_at,
+            max_attempts,
+            now,
+            held_until: held_until(now, deliver_at, dedup_window)?,
+        };
+        let items: Vec<Item<'_>> = (0..n)
+            .map(|i| Item {
+                key: key_vec.as_ref().and_then(|v| v[i]),
+                payload: payload_vec[i],
+                headers: header_vec.as_ref().and_then(|v| v[i]),
+                dedup_key: dedup_vec[i],
+            })
+            .collect();
+        return Ok(dedup::enqueue(&call, &items)?);
     }
 
     let args: [DatumWithOid; 7] = [

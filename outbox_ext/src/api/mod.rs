@@ -4,6 +4,7 @@
 pub mod claim;
 mod claim_batch;
 mod claim_log;
+mod dedup;
 pub mod doorbell;
 pub mod enqueue;
 pub mod fail;
@@ -18,6 +19,7 @@ use pgrx::{PgBuiltInOids, PgOid};
 
 pub(crate) const BOOL: PgOid = PgOid::BuiltIn(PgBuiltInOids::BOOLOID);
 pub(crate) const INT2: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT2OID);
+pub(crate) const INT2_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT2ARRAYOID);
 pub(crate) const INT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4OID);
 pub(crate) const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 pub(crate) const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);

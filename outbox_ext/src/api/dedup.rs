@@ -1,0 +1,256 @@
+//! Enqueue with dedup keys: a message is written only if no other message
+//! holds its key (the rules, and why they live in a table of their own, are
+//! in `sql/dedup.sql`). `enqueue` and `enqueue_batch` come here only when a
+//! dedup key is given; without one they run their one-statement plain path.
+//!
+//! Four steps, in the caller's transaction:
+//!
+//! 1. reserve (`dedup_reserve.sql`): the xid, an id per message in input
+//!    order, the layout and the partitions;
+//! 2. take (`dedup_take.sql`): insert the call's distinct keys, sorted,
+//!    `ON CONFLICT DO NOTHING`;
+//! 3. for each key not taken, sorted: who holds it (`dedup_held.sql`, row
+//!    locked); a holder that is finished and out of its window hands the
+//!    key over (`dedup_replace.sql`), otherwise the message is a duplicate
+//!    and gets the holder's id;
+//! 4. write (`dedup_write.sql`) the messages that took their key, and
+//!    those without one, in input order.
+//!
+//! A key given twice in one call: the first message takes part, the later
+//! ones get its id, as if they came in separate calls.
+
+use super::{INT2_ARRAY, INT4, INT8, INT8_ARRAY, JSONB_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ};
+use crate::error::OutboxError;
+use crate::plans::Query;
+use crate::rawjsonb::RawJsonb;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
+use pgrx::spi::SpiClient;
+use pgrx::prelude::*;
+use std::collections::{BTreeMap, HashSet};
+
+static RESERVE: Query = Query {
+    sql: include_str!("../../../sql/queries/dedup_reserve.sql"),
+    args: &[TEXT_ARRAY],
+};
+
+static TAKE: Query = Query {
+    sql: include_str!("../../../sql/queries/dedup_take.sql"),
+    args: &[TEXT_ARRAY, INT8_ARRAY, INT2_ARRAY, TIMESTAMPTZ],
+};
+
+static HELD: Query = Query {
+    sql: include_str!("../../../sql/queries/dedup_held.sql"),
+    args: &[TEXT, TIMESTAMPTZ],
+};
+
+static REPLACE: Query = Query {
+    sql: include_str!("../../../sql/queries/dedup_replace.sql"),
+    args: &[TEXT, INT8, super::INT2, TIMESTAMPTZ],
+};
+
+static WRITE: Query = Query {
+    sql: include_str!("../../../sql/queries/dedup_write.sql"),
+    args: &[
+        TEXT,
+        INT8,
+        INT8_ARRAY,
+        INT2_ARRAY,
+        TEXT_ARRAY,
+        JSONB_ARRAY,
+        JSONB_ARRAY,
+        TIMESTAMPTZ,
+        INT4,
+        TIMESTAMPTZ,
+    ],
+};
+
+/// A key that keeps changing hands under this call would loop; each round
+/// means another producer or cleaner made progress on it, so a handful is
+/// plenty. Never reached in the tests' contention (many clients, one key).
+const MAX_ROUNDS: usize = 16;
+
+/// One message, validated.
+pub(crate) struct Item<'a> {
+    pub key: Option<&'a str>,
+    pub payload: RawJsonb,
+    pub headers: Option<RawJsonb>,
+    pub dedup_key: Option<&'a str>,
+}
+
+/// What every message of one call shares, validated.
+pub(crate) struct Call<'a> {
+    pub topic: &'a str,
+    pub deliver_at: Option<TimestampWithTimeZone>,
+    pub max_attempts: i32,
+    /// The outbox's now (clock.rs).
+    pub now: TimestampWithTimeZone,
+    /// Until when a key taken by this call is held whatever its message's
+    /// state: the delivery time plus the dedup window.
+    pub held_until: TimestampWithTimeZone,
+}
+
+/// Enqueue `items`; returns one id per item, in order: the new message's,
+/// or the holder's for a key that was held.
+pub(crate) fn enqueue(call: &Call<'_>, items: &[Item<'_>]) -> Result<Vec<i64>, OutboxError> {
+    Spi::connect_mut(|client| {
+        let keys: Vec<Option<&str>> = items.iter().map(|i| i.key).collect();
+        let (layout, ids, parts) = reserve(client, keys)?;
+        if ids.len() != items.len() || parts.len() != items.len() {
+            return Err(OutboxError::Internal(format!(
+                "reserved {} ids for {} messages",
+                ids.len(),
+                items.len()
+            )));
+        }
+        // Each distinct key, sorted, with the first message that carries it.
+        let mut first: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(k) = item.dedup_key {
+                first.entry(k).or_insert(i);
+            }
+        }
+        let mut result = ids.clone();
+        let mut write: Vec<bool> = items.iter().map(|i| i.dedup_key.is_none()).collect();
+        let wanted: Vec<(&str, usize)> = first.iter().map(|(k, i)| (*k, *i)).collect();
+        let taken: HashSet<i64> = take(client, &wanted, &ids, &parts, call.held_until)?
+            .into_iter()
+            .collect();
+        for &(k, i) in &wanted {
+            write[i] = taken.contains(&ids[i])
+                || settle_held(client, k, ids[i], parts[i], call, &mut result[i])?;
+        }
+        // Later messages with a key the call already had get the first one's id.
+        for (i, item) in items.iter().enumerate() {
+            if let Some(k) = item.dedup_key {
+                let f = first[k];
+                if f != i {
+                    result[i] = result[f];
+                }
+            }
+        }
+        write_taken(client, call, items, &ids, &parts, &write, layout)?;
+        Ok(result)
+    })
+}
+
+fn reserve(
+    client: &mut SpiClient<'_>,
+    keys: Vec<Option<&str>>,
+) -> Result<(i64, Vec<i64>, Vec<i16>), OutboxError> {
+    let args: [DatumWithOid; 1] = [keys.into()];
+    let row = RESERVE.run(client, &args, |t| {
+        let row = t.first();
+        Ok((
+            row.get::<i64>(1)?,
+            row.get::<Vec<i64>>(2)?,
+            row.get::<Vec<i16>>(3)?,
+        ))
+    })?;
+    match row {
+        (Some(layout), Some(ids), Some(parts)) => Ok((layout, ids, parts)),
+        _ => Err(OutboxError::Internal("reserving ids returned NULL".into())),
+    }
+}
+
+/// Insert the keys; returns the ids of the messages whose key was taken.
+fn take(
+    client: &mut SpiClient<'_>,
+    wanted: &[(&str, usize)],
+    ids: &[i64],
+    parts: &[i16],
+    held_until: TimestampWithTimeZone,
+) -> Result<Vec<i64>, OutboxError> {
+    let keys: Vec<&str> = wanted.iter().map(|(k, _)| *k).collect();
+    let key_ids: Vec<i64> = wanted.iter().map(|(_, i)| ids[*i]).collect();
+    let key_parts: Vec<i16> = wanted.iter().map(|(_, i)| parts[*i]).collect();
+    let args: [DatumWithOid; 4] = [
+        keys.into(),
+        key_ids.into(),
+        key_parts.into(),
+        held_until.into(),
+    ];
+    Ok(TAKE.run(client, &args, |t| {
+        t.map(|row| row.get::<i64>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })?)
+}
+
+/// A key the take did not get: find its holder. Returns whether message
+/// `id` takes the key after all (the holder was finished and out of its
+/// window, or the key was removed meanwhile); otherwise `result` becomes
+/// the holder's id.
+fn settle_held(
+    client: &mut SpiClient<'_>,
+    key: &str,
+    id: i64,
+    part: i16,
+    call: &Call<'_>,
+    result: &mut i64,
+) -> Result<bool, OutboxError> {
+    for _ in 0..MAX_ROUNDS {
+        let args: [DatumWithOid; 2] = [key.into(), call.now.into()];
+        let holder = HELD.run(client, &args, |t| {
+            if t.is_empty() {
+                return Ok(None);
+            }
+            let row = t.first();
+            Ok(Some((row.get::<i64>(1)?, row.get::<bool>(2)?)))
+        })?;
+        match holder {
+            Some((Some(holder), Some(true))) => {
+                *result = holder;
+                return Ok(false);
+            }
+            Some(_) => {
+                let args: [DatumWithOid; 4] =
+                    [key.into(), id.into(), part.into(), call.held_until.into()];
+                REPLACE.run(client, &args, |_| Ok(()))?;
+                return Ok(true);
+            }
+            None => {
+                // Removed by cleanup() between the take and the look: take
+                // it again (or meet whoever took it first).
+                if !take(client, &[(key, 0)], &[id], &[part], call.held_until)?.is_empty() {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Err(OutboxError::Internal(format!(
+        "dedup key {key:?} changed hands {MAX_ROUNDS} times during one enqueue"
+    )))
+}
+
+fn write_taken(
+    client: &mut SpiClient<'_>,
+    call: &Call<'_>,
+    items: &[Item<'_>],
+    ids: &[i64],
+    parts: &[i16],
+    write: &[bool],
+    layout: i64,
+) -> Result<(), OutboxError> {
+    let chosen: Vec<usize> = (0..items.len()).filter(|&i| write[i]).collect();
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let w_ids: Vec<i64> = chosen.iter().map(|&i| ids[i]).collect();
+    let w_parts: Vec<i16> = chosen.iter().map(|&i| parts[i]).collect();
+    let w_keys: Vec<Option<&str>> = chosen.iter().map(|&i| items[i].key).collect();
+    let w_payloads: Vec<RawJsonb> = chosen.iter().map(|&i| items[i].payload).collect();
+    let w_headers: Vec<Option<RawJsonb>> = chosen.iter().map(|&i| items[i].headers).collect();
+    let args: [DatumWithOid; 10] = [
+        call.topic.into(),
+        layout.into(),
+        w_ids.into(),
+        w_parts.into(),
+        w_keys.into(),
+        w_payloads.into(),
+        w_headers.into(),
+        call.deliver_at.into(),
+        call.max_attempts.into(),
+        call.now.into(),
+    ];
+    WRITE.run(client, &args, |_| Ok(()))?;
+    Ok(())
+}

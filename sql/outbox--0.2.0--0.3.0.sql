@@ -1,0 +1,248 @@
+-- outbox 0.2.0 -> 0.3.0: idempotent enqueue (dedup keys).
+--
+-- Frozen once released, like every install and upgrade script
+-- (docs/upgrading.md). What it does:
+-- * Creates outbox.dedup, outbox._message_unfinished() and outbox.cleanup()
+--   (sql/dedup.sql, copied below as the fresh install has them).
+-- * enqueue() and enqueue_batch() gain dedup_key(s) and dedup_window. An
+--   argument cannot be added with CREATE OR REPLACE, so each is dropped and
+--   created again, and every role that could execute the old one gets
+--   EXECUTE on the new one. The 0.2.0 functions' C symbols (enqueue_wrapper,
+--   enqueue_batch_wrapper) stay in the library for the 0.1.0 and 0.2.0
+--   install scripts; the new ones bind new symbols.
+-- * Relays and admins get cleanup(), admins SELECT on outbox.dedup, as
+--   grant_relay and grant_admin give them now.
+-- No table is rewritten and no row moves: the log, the side table and the
+-- dead letters are untouched.
+-- The result equals a fresh 0.3.0 install (tests/tests/upgrade/ compares
+-- the catalogs).
+
+-- Why a table of its own, and nothing in the log:
+-- * The log is insert-only and settles whole batches by moving a cursor
+--   (docs/storage.md). Whether one message is finished is a question
+--   asked of its partition's window, so the key's row records the
+--   partition and the question is asked only when a second enqueue meets
+--   the key (outbox._message_unfinished below) or cleanup() looks at it.
+--   Nothing is written per message when it is published.
+-- * Plain enqueue (no dedup key) never touches this table: the measured
+--   cost of the feature for callers who do not use it is nothing
+--   (docs/bench).
+-- * The primary key is the lock: concurrent producers with one key wait for
+--   each other on the unique index (INSERT ... ON CONFLICT DO NOTHING), so
+--   exactly one message is written and the others get its id. Keys are
+--   taken in sorted order within a call, so two batches with the same keys
+--   in a different order cannot deadlock.
+CREATE TABLE outbox.dedup (
+    dedup_key  text        NOT NULL,
+    id         bigint      NOT NULL,
+    part       smallint    NOT NULL,
+    held_until timestamptz NOT NULL,
+    CONSTRAINT dedup_pkey PRIMARY KEY (dedup_key)
+) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000);
+
+-- cleanup() walks the keys whose window has passed, oldest first; a key
+-- whose message is still unfinished is skipped and looked at again later.
+CREATE INDEX dedup_held_until ON outbox.dedup (held_until);
+
+COMMENT ON TABLE outbox.dedup IS
+    'Dedup keys and the message holding each (enqueue(..., dedup_key => ...)); rows are removed by outbox.cleanup().';
+
+SELECT pg_catalog.pg_extension_config_dump('outbox.dedup', '');
+
+-- Is message `id` (in log partition `part`) unfinished: in the side table,
+-- or in the log and not yet consumed? The log half is the rule of the view
+-- outbox.messages (views.sql) for one row, found through the (part, id)
+-- index: the view itself cannot be asked by id cheaply, as it does not
+-- expose the partition. Keep the two together.
+-- A message whose log segment was truncated is finished (rotation truncates
+-- only segments whose every message was handed out), and so is one that
+-- became a dead letter.
+-- No SET clause, for the reason in schema.sql (_window_snapshot): it is
+-- called per key met, and only from functions that pin search_path
+-- (tests/tests/security/shadowing.rs, UNPINNED_BODIES).
+CREATE FUNCTION outbox._message_unfinished(id bigint, part smallint) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT EXISTS (SELECT FROM outbox.side AS s WHERE s.id OPERATOR(pg_catalog.=) $1)
+        OR EXISTS (
+            SELECT
+            FROM outbox.log AS l
+            LEFT JOIN outbox.partitions AS p ON p.part OPERATOR(pg_catalog.=) l.part
+            WHERE l.part OPERATOR(pg_catalog.=) $2 AND l.id OPERATOR(pg_catalog.=) $1
+              AND (p.part IS NULL
+                   OR l.id OPERATOR(pg_catalog.=) ANY (p.deferred)
+                   OR l.id OPERATOR(pg_catalog.=) ANY (p.batch)
+                   OR (NOT pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_lo)
+                       AND NOT (pg_catalog.pg_visible_in_snapshot(l.xid, p.snap_hi)
+                                AND l.id OPERATOR(pg_catalog.<=) p.batch_end
+                                AND l.id OPERATOR(pg_catalog.<>) ALL (p.batch)))))
+$$;
+
+-- Removes dedup keys no message holds any more, at most max_rows a call,
+-- oldest window first. Any scheduler can call it (pg_cron, a cron job, the
+-- relay's --cleanup-interval); every minute or so is plenty.
+-- Why the shape:
+-- * It looks at most max_rows keys whose window has passed, so a call costs
+--   O(max_rows) whatever the backlog: keys of messages still unfinished are
+--   skipped (counted as looked at) and met again by a later call.
+-- * FOR UPDATE SKIP LOCKED: a key a producer is re-taking right now is that
+--   producer's; two cleaners never wait for each other.
+-- * Short transactions of a bounded number of deletes keep locks brief; the
+--   table's autovacuum settings keep up with the dead rows.
+CREATE FUNCTION outbox.cleanup(max_rows integer DEFAULT 10000) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed bigint;
+BEGIN
+    IF max_rows IS NULL THEN
+        RAISE EXCEPTION 'max_rows must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass how many rows one call may look at, e.g. 10000.';
+    END IF;
+    IF max_rows < 1 OR max_rows > 1000000 THEN
+        RAISE EXCEPTION 'max_rows is %, it must be between 1 and 1000000', max_rows
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass how many rows one call may look at, e.g. 10000.';
+    END IF;
+    WITH candidates AS (
+        SELECT d.dedup_key, d.id, d.part
+        FROM outbox.dedup AS d
+        WHERE d.held_until <= (SELECT outbox._now())
+        ORDER BY d.held_until
+        LIMIT max_rows
+        FOR UPDATE SKIP LOCKED
+    ),
+    gone AS (
+        DELETE FROM outbox.dedup AS d
+        USING candidates AS c
+        WHERE d.dedup_key = c.dedup_key AND NOT outbox._message_unfinished(c.id, c.part)
+        RETURNING 1
+    )
+    SELECT count(*) INTO removed FROM gone;
+    RETURN removed;
+END;
+$$;
+
+COMMENT ON FUNCTION outbox.cleanup(integer) IS
+    'Remove up to max_rows dedup keys that no unfinished message holds and whose window has passed; returns how many were removed.';
+
+REVOKE ALL ON TABLE outbox.dedup FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox._message_unfinished(bigint, smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox.cleanup(integer) FROM PUBLIC;
+
+-- enqueue() and enqueue_batch() with dedup keys: created beside the 0.2.0
+-- functions, given to every role that may execute those, which are then
+-- dropped.
+CREATE FUNCTION outbox."enqueue"(
+	"topic" TEXT, /* Option < & str > */
+	"payload" jsonb, /* Option < RawJsonb > */
+	"key" TEXT DEFAULT NULL, /* Option < & str > */
+	"headers" jsonb DEFAULT NULL, /* Option < RawJsonb > */
+	"deliver_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"max_attempts" INT DEFAULT NULL, /* Option < i32 > */
+	"dedup_key" TEXT DEFAULT NULL, /* Option < & str > */
+	"dedup_window" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* OutboxResult < i64 > */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'enqueue_with_dedup_wrapper';
+CREATE FUNCTION outbox."enqueue_batch"(
+	"topic" TEXT, /* Option < & str > */
+	"payloads" jsonb[], /* :: std :: option :: Option < Array < '_, RawJsonb > > */
+	"keys" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Array < '_, & str > > */
+	"headers" jsonb[] DEFAULT NULL, /* :: std :: option :: Option < Array < '_, RawJsonb > > */
+	"deliver_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"max_attempts" INT DEFAULT NULL, /* Option < i32 > */
+	"dedup_keys" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Array < '_, & str > > */
+	"dedup_window" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint[] /* OutboxResult < Vec < i64 > > */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'enqueue_batch_with_dedup_wrapper';
+REVOKE ALL ON FUNCTION outbox.enqueue(text, jsonb, text, jsonb, timestamptz, integer, text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox.enqueue_batch(text, jsonb[], text[], jsonb[], timestamptz, integer, text[], interval) FROM PUBLIC;
+
+DO $$
+DECLARE
+    r regrole;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT a.grantee::regrole
+        FROM pg_catalog.pg_proc AS p,
+             LATERAL pg_catalog.aclexplode(p.proacl) AS a
+        WHERE p.oid IN ('outbox.enqueue(text, jsonb, text, jsonb, timestamptz, integer)'::regprocedure,
+                        'outbox.enqueue_batch(text, jsonb[], text[], jsonb[], timestamptz, integer)'::regprocedure)
+          AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner AND a.grantee <> 0
+        ORDER BY 1
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION outbox.enqueue(text, jsonb, text, jsonb, timestamptz, integer, text, interval) TO %s', r);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION outbox.enqueue_batch(text, jsonb[], text[], jsonb[], timestamptz, integer, text[], interval) TO %s', r);
+    END LOOP;
+END;
+$$;
+
+DROP FUNCTION outbox.enqueue(text, jsonb, text, jsonb, timestamptz, integer);
+DROP FUNCTION outbox.enqueue_batch(text, jsonb[], text[], jsonb[], timestamptz, integer);
+
+-- The grant functions as sql/grants.sql has them now.
+CREATE OR REPLACE FUNCTION outbox.grant_relay(role regrole) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT outbox._grant_functions(role, ARRAY[
+        'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
+        'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
+        'cleanup'])
+$$;
+
+COMMENT ON FUNCTION outbox.grant_relay(regrole) IS
+    'Let a role relay messages: claim, complete, fail, release, extend, the doorbell, stats and cleanup.';
+
+CREATE OR REPLACE FUNCTION outbox.grant_admin(role regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM outbox._grant_functions(role, ARRAY[
+        'enqueue', 'enqueue_batch',
+        'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
+        'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
+        'cleanup', 'blocked_keys', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic',
+        'rotate', 'set_partitions']);
+    EXECUTE format('GRANT SELECT ON outbox.messages, outbox.dead_letters, outbox.side, outbox.log,'
+                   ' outbox.partitions, outbox.segments, outbox.dedup TO %s', role);
+END;
+$$;
+
+-- Relays and admins of 0.2.0 (whoever may complete) get cleanup(); admins
+-- (whoever may read the dead letters) get SELECT on outbox.dedup.
+DO $$
+DECLARE
+    r regrole;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT a.grantee::regrole
+        FROM pg_catalog.pg_proc AS p,
+             LATERAL pg_catalog.aclexplode(p.proacl) AS a
+        WHERE p.oid = 'outbox.complete(bigint, uuid)'::regprocedure AND a.privilege_type = 'EXECUTE'
+          AND a.grantee <> p.proowner AND a.grantee <> 0
+        ORDER BY 1
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION outbox.cleanup(integer) TO %s', r);
+    END LOOP;
+    FOR r IN
+        SELECT DISTINCT a.grantee::regrole
+        FROM pg_catalog.pg_class AS c,
+             LATERAL pg_catalog.aclexplode(c.relacl) AS a
+        WHERE c.oid = 'outbox.dead_letters'::regclass AND a.privilege_type = 'SELECT'
+          AND a.grantee <> c.relowner AND a.grantee <> 0
+        ORDER BY 1
+    LOOP
+        EXECUTE format('GRANT SELECT ON outbox.dedup TO %s', r);
+    END LOOP;
+END;
+$$;
