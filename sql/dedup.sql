@@ -78,6 +78,11 @@ $$;
 --   skipped (counted as looked at) and met again by a later call.
 -- * FOR UPDATE SKIP LOCKED: a key a producer is re-taking right now is that
 --   producer's; two cleaners never wait for each other.
+-- * Lock, then ask, in two statements: asked in the locking statement, a key
+--   a producer had just handed to a new message was judged on the old
+--   snapshot, in which that message did not exist yet, and removed while
+--   the message was waiting; a second producer then wrote a duplicate
+--   (tests/tests/it/dedup.rs, cleanup_and_producers_on_the_same_keys_agree).
 -- * Short transactions of a bounded number of deletes keep locks brief; the
 --   table's autovacuum settings keep up with the dead rows.
 CREATE FUNCTION outbox.cleanup(max_rows integer DEFAULT 10000) RETURNS bigint
@@ -85,6 +90,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    locked text[];
     removed bigint;
 BEGIN
     IF max_rows IS NULL THEN
@@ -97,21 +103,22 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass how many rows one call may look at, e.g. 10000.';
     END IF;
-    WITH candidates AS (
-        SELECT d.dedup_key, d.id, d.part
-        FROM outbox.dedup AS d
-        WHERE d.held_until <= (SELECT outbox._now())
-        ORDER BY d.held_until
-        LIMIT max_rows
-        FOR UPDATE SKIP LOCKED
-    ),
-    gone AS (
-        DELETE FROM outbox.dedup AS d
-        USING candidates AS c
-        WHERE d.dedup_key = c.dedup_key AND NOT outbox._message_unfinished(c.id, c.part)
-        RETURNING 1
-    )
-    SELECT count(*) INTO removed FROM gone;
+    SELECT pg_catalog.array_agg(c.dedup_key) INTO locked
+    FROM (SELECT d.dedup_key
+          FROM outbox.dedup AS d
+          WHERE d.held_until <= (SELECT outbox._now())
+          ORDER BY d.held_until
+          LIMIT max_rows
+          FOR UPDATE SKIP LOCKED) AS c;
+    -- A second statement, so a fresh snapshot: a locked row may be a
+    -- version newer than the first statement's snapshot (a producer handed
+    -- the key to a new message and committed), and that message must be
+    -- visible to the question whether it is finished.
+    DELETE FROM outbox.dedup AS d
+    WHERE d.dedup_key = ANY (locked)
+      AND d.held_until <= (SELECT outbox._now())
+      AND NOT outbox._message_unfinished(d.id, d.part);
+    GET DIAGNOSTICS removed = ROW_COUNT;
     RETURN removed;
 END;
 $$;

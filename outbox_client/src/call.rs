@@ -82,13 +82,31 @@ async fn count(
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// `outbox.enqueue()` ([`crate::sql::ENQUEUE`]): the new message's id.
+/// `outbox.enqueue()` ([`crate::sql::ENQUEUE`]): the new message's id. A
+/// message with a dedup key goes as [`crate::sql::ENQUEUE_DEDUP`] instead
+/// (unnamed, whatever `statement` is), and the answer is the holder's id
+/// when its key is held.
 pub async fn enqueue(
     client: &impl GenericClient,
     statement: Statement<'_>,
     msg: &NewMessage,
 ) -> Result<i64, Error> {
     let headers = msg.headers_json();
+    if msg.dedup_key.is_some() {
+        let window = msg.dedup_window.map(interval);
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &msg.topic.as_str(),
+            &msg.payload,
+            &msg.key,
+            &headers,
+            &msg.deliver_at,
+            &msg.max_attempts,
+            &msg.dedup_key,
+            &window,
+        ];
+        let dedup = Statement::Typed(&crate::sql::ENQUEUE_DEDUP);
+        return Ok(dedup.query_one(client, &params).await?.try_get(0)?);
+    }
     let params: [&(dyn ToSql + Sync); 6] = [
         &msg.topic.as_str(),
         &msg.payload,
@@ -102,6 +120,10 @@ pub async fn enqueue(
 
 /// `outbox.enqueue_batch()` ([`crate::sql::ENQUEUE_BATCH`]): the new ids,
 /// in order. Every message must be of `topic`: the SQL function takes one.
+/// When a message has a dedup key the batch goes as
+/// [`crate::sql::ENQUEUE_BATCH_DEDUP`] (unnamed), and a message whose key
+/// is held answers with the holder's id; the dedup window is the batch's,
+/// so messages with dedup keys must agree on it.
 pub async fn enqueue_batch(
     client: &impl GenericClient,
     statement: Statement<'_>,
@@ -131,6 +153,39 @@ pub async fn enqueue_batch(
         .iter()
         .any(|m| !m.headers.is_empty())
         .then(|| messages.iter().map(NewMessage::headers_json).collect());
+    if messages.iter().any(|m| m.dedup_key.is_some()) {
+        let mut windows = messages
+            .iter()
+            .filter(|m| m.dedup_key.is_some())
+            .map(|m| m.dedup_window);
+        let window = windows.next().flatten();
+        if windows.any(|w| w != window) {
+            return Err(Error::InvalidInput {
+                message: "enqueue_batch got messages with different dedup windows".into(),
+                hint: Some(
+                    "One batch has one dedup window: give its messages the same one, or enqueue \
+                     them in separate calls."
+                        .into(),
+                ),
+                sqlstate: "22023",
+            });
+        }
+        let dedup_keys: Vec<Option<&str>> =
+            messages.iter().map(|m| m.dedup_key.as_deref()).collect();
+        let window = window.map(interval);
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &topic.as_str(),
+            &payloads,
+            &keys,
+            &headers,
+            &deliver_at,
+            &max_attempts,
+            &dedup_keys,
+            &window,
+        ];
+        let dedup = Statement::Typed(&crate::sql::ENQUEUE_BATCH_DEDUP);
+        return Ok(dedup.query_one(client, &params).await?.try_get(0)?);
+    }
     let params: [&(dyn ToSql + Sync); 6] = [
         &topic.as_str(),
         &payloads,

@@ -31,6 +31,43 @@ pub const ENQUEUE: Sql = Sql {
     ],
 };
 
+/// `outbox.enqueue()` with a dedup key: [`ENQUEUE`]'s parameters, then
+/// dedup_key and dedup_window (an interval as text). Only messages with a
+/// dedup key use it, so the plain call stays the one every 0.x server has.
+pub const ENQUEUE_DEDUP: Sql = Sql {
+    text: "SELECT outbox.enqueue($1::text, $2::jsonb, key => $3::text, headers => $4::jsonb, \
+           deliver_at => $5::timestamptz, max_attempts => $6::integer, dedup_key => $7::text, \
+           dedup_window => $8::text::interval)",
+    params: &[
+        Type::TEXT,
+        Type::JSONB,
+        Type::TEXT,
+        Type::JSONB,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+    ],
+};
+
+/// `outbox.enqueue_batch()` with dedup keys: [`ENQUEUE_BATCH`]'s
+/// parameters, then dedup_keys and dedup_window (an interval as text).
+pub const ENQUEUE_BATCH_DEDUP: Sql = Sql {
+    text: "SELECT outbox.enqueue_batch($1::text, $2::jsonb[], keys => $3::text[], \
+           headers => $4::jsonb[], deliver_at => $5::timestamptz, max_attempts => $6::integer, \
+           dedup_keys => $7::text[], dedup_window => $8::text::interval)",
+    params: &[
+        Type::TEXT,
+        Type::JSONB_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::JSONB_ARRAY,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+        Type::TEXT_ARRAY,
+        Type::TEXT,
+    ],
+};
+
 /// `outbox.enqueue_batch()`: topic, payloads, keys, headers, deliver_at,
 /// max_attempts.
 pub const ENQUEUE_BATCH: Sql = Sql {

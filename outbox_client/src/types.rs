@@ -67,6 +67,13 @@ pub struct NewMessage {
     pub deliver_at: Option<DateTime<Utc>>,
     /// Attempts before it is dead-lettered; `None` = `outbox.max_attempts`.
     pub max_attempts: Option<i32>,
+    /// Idempotent enqueue: while another message holds this key (it is
+    /// unfinished, or within its dedup window), enqueue writes nothing and
+    /// returns that message's id. `None` = no deduplication.
+    pub dedup_key: Option<String>,
+    /// How long after its delivery time the key stays held once the
+    /// message is finished; `None` = `outbox.dedup_window`.
+    pub dedup_window: Option<std::time::Duration>,
 }
 
 impl NewMessage {
@@ -79,6 +86,8 @@ impl NewMessage {
             headers: BTreeMap::new(),
             deliver_at: None,
             max_attempts: None,
+            dedup_key: None,
+            dedup_window: None,
         })
     }
 
@@ -104,6 +113,33 @@ impl NewMessage {
     pub fn max_attempts(mut self, n: i32) -> Self {
         self.max_attempts = Some(n);
         self
+    }
+
+    /// Enqueue this message only if no other message holds `key`
+    /// (`outbox.enqueue(..., dedup_key => key)`); otherwise
+    /// [`Store::enqueue`](crate::Store::enqueue) returns the holder's id and
+    /// writes nothing. The key names the event, e.g. `"order-42-created"`.
+    ///
+    /// ```
+    /// use outbox_client::{NewMessage, Topic};
+    /// let m = NewMessage::new(Topic::new("orders.created")?, &serde_json::json!({"id": 42}))?
+    ///     .with_dedup_key("order-42-created")?;
+    /// assert!(NewMessage::new(Topic::new("orders.created")?, &1)?.with_dedup_key("").is_err());
+    /// # Ok::<(), outbox_client::Error>(())
+    /// ```
+    pub fn with_dedup_key(mut self, key: impl Into<String>) -> Result<Self, Error> {
+        let key = key.into();
+        outbox_rules::dedup_key(&key)?;
+        self.dedup_key = Some(key);
+        Ok(self)
+    }
+
+    /// Keep the dedup key held for `window` after the message's delivery
+    /// time, also once it is published (default: `outbox.dedup_window`).
+    pub fn with_dedup_window(mut self, window: std::time::Duration) -> Result<Self, Error> {
+        outbox_rules::dedup_window(i128::try_from(window.as_micros()).ok())?;
+        self.dedup_window = Some(window);
+        Ok(self)
     }
 
     pub(crate) fn headers_json(&self) -> Option<Value> {

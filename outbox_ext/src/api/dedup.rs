@@ -10,9 +10,10 @@
 //! 2. take (`dedup_take.sql`): insert the call's distinct keys, sorted,
 //!    `ON CONFLICT DO NOTHING`;
 //! 3. for each key not taken, sorted: who holds it (`dedup_held.sql`, row
-//!    locked); a holder that is finished and out of its window hands the
-//!    key over (`dedup_replace.sql`), otherwise the message is a duplicate
-//!    and gets the holder's id;
+//!    locked, then `dedup_unfinished.sql` with a fresh snapshot); a holder
+//!    that is finished and out of its window hands the key over
+//!    (`dedup_replace.sql`), otherwise the message is a duplicate and gets
+//!    the holder's id;
 //! 4. write (`dedup_write.sql`) the messages that took their key, and
 //!    those without one, in input order.
 //!
@@ -41,6 +42,11 @@ static TAKE: Query = Query {
 static HELD: Query = Query {
     sql: include_str!("../../../sql/queries/dedup_held.sql"),
     args: &[TEXT, TIMESTAMPTZ],
+};
+
+static UNFINISHED: Query = Query {
+    sql: include_str!("../../../sql/queries/dedup_unfinished.sql"),
+    args: &[INT8, super::INT2],
 };
 
 static REPLACE: Query = Query {
@@ -194,14 +200,29 @@ fn settle_held(
                 return Ok(None);
             }
             let row = t.first();
-            Ok(Some((row.get::<i64>(1)?, row.get::<bool>(2)?)))
+            Ok(Some((
+                row.get::<i64>(1)?,
+                row.get::<i16>(2)?,
+                row.get::<bool>(3)?,
+            )))
         })?;
+        let holder = match holder {
+            Some((Some(holder), Some(part), Some(in_window))) => {
+                Some((holder, in_window || unfinished(client, holder, part)?))
+            }
+            Some(_) => {
+                return Err(OutboxError::Internal(format!(
+                    "dedup key {key:?} has NULL columns"
+                )))
+            }
+            None => None,
+        };
         match holder {
-            Some((Some(holder), Some(true))) => {
+            Some((holder, true)) => {
                 *result = holder;
                 return Ok(false);
             }
-            Some(_) => {
+            Some((_, false)) => {
                 let args: [DatumWithOid; 4] =
                     [key.into(), id.into(), part.into(), call.held_until.into()];
                 REPLACE.run(client, &args, |_| Ok(()))?;
@@ -219,6 +240,15 @@ fn settle_held(
     Err(OutboxError::Internal(format!(
         "dedup key {key:?} changed hands {MAX_ROUNDS} times during one enqueue"
     )))
+}
+
+/// `outbox._message_unfinished` in a statement of its own (a fresh
+/// snapshot, taken after the row lock: dedup_held.sql says why).
+fn unfinished(client: &mut SpiClient<'_>, id: i64, part: i16) -> Result<bool, OutboxError> {
+    let args: [DatumWithOid; 2] = [id.into(), part.into()];
+    Ok(UNFINISHED
+        .run(client, &args, |t| t.first().get_one::<bool>())?
+        .unwrap_or(false))
 }
 
 fn write_taken(

@@ -13,6 +13,7 @@ mod claim;
 mod cli;
 mod client_errors;
 mod dead_letters;
+mod dedup;
 mod doorbell;
 mod enqueue;
 mod examples;

@@ -185,3 +185,61 @@ async fn errors_a_caller_can_match_on() {
     let e = Store.enqueue(&p, &message("store.errors", 3)).await;
     assert!(matches!(e, Err(Error::ExtensionMissing)), "{e:?}");
 }
+
+/// Idempotent enqueue from Rust: `with_dedup_key` and `with_dedup_window`
+/// reach `outbox.enqueue` and `enqueue_batch`; a held key answers with the
+/// holder's id; bad values are refused before anything is sent.
+#[tokio::test]
+async fn enqueue_with_a_dedup_key_answers_with_the_holder() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let first = message("store.dedup", 1)
+        .with_dedup_key("order-42-created")
+        .unwrap()
+        .with_dedup_window(Duration::from_secs(3600))
+        .unwrap();
+    let id = Store.enqueue(&c, &first).await.unwrap();
+    let again = message("store.dedup", 2).with_dedup_key("order-42-created").unwrap();
+    assert_eq!(Store.enqueue(&c, &again).await.unwrap(), id);
+    let held_for_an_hour: bool = c
+        .query_one(
+            "SELECT held_until > now() + interval '59 minutes' FROM outbox.dedup",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(held_for_an_hour, "the window reached the server");
+
+    let topic = Topic::new("store.dedup").unwrap();
+    let batch = [
+        message("store.dedup", 3).with_dedup_key("order-42-created").unwrap(),
+        message("store.dedup", 4),
+        message("store.dedup", 5).with_dedup_key("order-43-created").unwrap(),
+    ];
+    let ids = Store.enqueue_batch(&c, &topic, &batch, None, None).await.unwrap();
+    assert_eq!(ids[0], id);
+    assert!(ids[1] > id && ids[2] > ids[1], "{ids:?}");
+
+    let mixed = [
+        message("store.dedup", 6)
+            .with_dedup_key("a")
+            .unwrap()
+            .with_dedup_window(Duration::from_secs(1))
+            .unwrap(),
+        message("store.dedup", 7).with_dedup_key("b").unwrap(),
+    ];
+    let err = Store.enqueue_batch(&c, &topic, &mixed, None, None).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { message, .. } if message.contains("dedup windows")),
+        "{err:?}"
+    );
+    let err = message("store.dedup", 8).with_dedup_key("").unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    let err = message("store.dedup", 9)
+        .with_dedup_window(Duration::from_secs(400 * 86_400))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    let n: i64 = c.query_one("SELECT count(*) FROM outbox.messages", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3, "one message per key, and the keyless one");
+}
