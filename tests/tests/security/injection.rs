@@ -36,10 +36,12 @@ const COVERED: &[(&str, &str)] = &[
     ("enqueue", "payload"),
     ("enqueue", "key"),
     ("enqueue", "headers"),
+    ("enqueue", "dedup_key"),
     ("enqueue_batch", "topic"),
     ("enqueue_batch", "payloads"),
     ("enqueue_batch", "keys"),
     ("enqueue_batch", "headers"),
+    ("enqueue_batch", "dedup_keys"),
     ("claim", "owner"),
     ("claim", "topics"),
     // claim()'s body (sql/claim.sql): claim passes its arguments on as they
@@ -224,6 +226,39 @@ async fn producer_arguments_are_stored_exactly_or_rejected() {
         }
         assert_tables_intact(&su, stored, 0).await;
     }
+}
+
+/// Dedup keys never reach a broker, so every one of the strings is a valid
+/// key: each is stored exactly, a second enqueue with it (and a batch
+/// naming it) answers with the first id, and nothing else changes.
+#[tokio::test]
+async fn dedup_keys_are_stored_exactly_and_match_only_themselves() {
+    let db = TestDb::new().await;
+    let su = db.client().await;
+    make_canary(&su).await;
+    let roles = Roles::create(&db).await;
+    let p = db.client_as(roles.name(Role::Producer)).await;
+    let sql = "SELECT outbox.enqueue('orders', '{}', dedup_key => $1)";
+    let mut ids = Vec::new();
+    for s in NASTY {
+        let id: i64 = one(&p, sql, &[s]).await.get(0);
+        assert_eq!(one(&p, sql, &[s]).await.get::<_, i64>(0), id, "{s:?} again");
+        let stored: String = one(&su, "SELECT dedup_key FROM outbox.dedup WHERE id = $1", &[&id])
+            .await
+            .get(0);
+        assert_eq!(stored, *s, "dedup_key stored as given");
+        ids.push(id);
+    }
+    let all: Vec<i64> = one(
+        &p,
+        "SELECT outbox.enqueue_batch('orders', array_fill('{}'::jsonb, ARRAY[cardinality($1::text[])]), \
+         dedup_keys => $1)",
+        &[&NASTY.to_vec()],
+    )
+    .await
+    .get(0);
+    assert_eq!(all, ids, "a batch of the same keys answers with the same ids");
+    assert_tables_intact(&su, NASTY.len() as i64, 0).await;
 }
 
 #[tokio::test]

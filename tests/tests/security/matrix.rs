@@ -15,11 +15,11 @@ use outbox_tests::TestDb;
 pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     // Producing.
     (
-        "outbox.enqueue(text,jsonb,text,jsonb,timestamp with time zone,integer)",
+        "outbox.enqueue(text,jsonb,text,jsonb,timestamp with time zone,integer,text,interval)",
         P | A,
     ),
     (
-        "outbox.enqueue_batch(text,jsonb[],text[],jsonb[],timestamp with time zone,integer)",
+        "outbox.enqueue_batch(text,jsonb[],text[],jsonb[],timestamp with time zone,integer,text[],interval)",
         P | A,
     ),
     // Relaying.
@@ -35,6 +35,7 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox.doorbell_arm(interval)", R | A),
     ("outbox.doorbell_disarm()", R | A),
     ("outbox.stats()", R | A),
+    ("outbox.cleanup(integer)", R | A),
     // Operating.
     ("outbox.blocked_keys(integer)", A),
     ("outbox.list_dead(text,integer)", A),
@@ -59,6 +60,7 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox._now()", NOBODY),
     ("outbox._claim(text,integer,interval,text[])", NOBODY),
     ("outbox._window_snapshot(pg_snapshot)", NOBODY),
+    ("outbox._message_unfinished(bigint,smallint)", NOBODY),
 ];
 
 pub(crate) const TABLE_PRIVILEGES: &[&str] = &[
@@ -81,6 +83,8 @@ pub(crate) const RELATIONS: &[(&str, &[(&str, u8)])] = &[
     ("outbox.log", &[("SELECT", A)]),
     ("outbox.partitions", &[("SELECT", A)]),
     ("outbox.segments", &[("SELECT", A)]),
+    // Dedup keys and their holders (enqueue writes them as the owner).
+    ("outbox.dedup", &[("SELECT", A)]),
     // The segments themselves: read through outbox.log only.
     ("outbox.log_0", &[]),
     ("outbox.log_1", &[]),

@@ -328,6 +328,34 @@ pub(crate) async fn scenario(su: &Client, a: &Client) {
     )
     .await;
 
+    // Idempotent enqueue (take, held, replace) and cleanup, on the same
+    // poisoned session.
+    let sql = "SELECT outbox.enqueue('orders', '{}', dedup_key => 'dk')";
+    let d1: i64 = one(a, sql, &[]).await.get(0);
+    let d2: i64 = one(a, sql, &[]).await.get(0);
+    assert_eq!(d1, d2, "a held dedup key answers with its holder");
+    // Typed parameters: the caller's own casts would meet the planted
+    // domains.
+    let ids: Vec<i64> = one(
+        a,
+        "SELECT outbox.enqueue_batch('orders', $1, dedup_keys => $2, dedup_window => '1 second')",
+        &[&vec![serde_json::json!({}), serde_json::json!({})], &vec!["dk", "dk2"]],
+    )
+    .await
+    .get(0);
+    assert_eq!(ids[0], d1, "enqueue_batch: held");
+    let n: i64 = one(a, "SELECT outbox.cleanup()", &[]).await.get(0);
+    assert_eq!(n, 0, "cleanup keeps keys whose messages are unfinished");
+    let l = claim(a, "relay-a", 10).await;
+    for m in &l {
+        one(a, "SELECT outbox.complete($1, $2)", &[&m.id, &m.token]).await;
+    }
+    let d3: i64 = one(a, sql, &[]).await.get(0);
+    assert!(d3 > d1, "a published holder hands its key over");
+    exec(su, "UPDATE outbox.dedup SET held_until = now() - interval '1 second'").await;
+    let n: i64 = one(a, "SELECT outbox.cleanup()", &[]).await.get(0);
+    assert_eq!(n, 1, "cleanup removes dk2 (published), keeps dk (d3 waits)");
+
     // The doorbell functions, on the same poisoned session.
     assert_eq!(
         one(a, "SELECT outbox.doorbell_arm()", &[])

@@ -16,6 +16,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("outbox.retry_cap", "user"),
     ("outbox.retry_jitter", "user"),
     ("outbox.default_lease", "user"),
+    ("outbox.dedup_window", "user"),
     // Limits, the clock and the log's storage: superusers only.
     ("outbox.max_payload_bytes", "superuser"),
     ("outbox.test_clock_offset", "superuser"),
