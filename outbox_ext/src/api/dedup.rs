@@ -25,8 +25,8 @@ use crate::error::OutboxError;
 use crate::plans::Query;
 use crate::rawjsonb::RawJsonb;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
-use pgrx::spi::SpiClient;
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 use std::collections::{BTreeMap, HashSet};
 
 static RESERVE: Query = Query {

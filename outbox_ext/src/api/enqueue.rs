@@ -99,7 +99,11 @@ fn held_until(
 
 /// A dedup window is only meaningful with dedup keys: given alone it would
 /// silently deduplicate nothing.
-fn window_needs_keys(window: Option<Interval>, has_keys: bool, keys: &'static str) -> Result<(), OutboxError> {
+fn window_needs_keys(
+    window: Option<Interval>,
+    has_keys: bool,
+    keys: &'static str,
+) -> Result<(), OutboxError> {
     if window.is_some() && !has_keys {
         return Err(OutboxError::Invalid(validate::Invalid {
             param: "dedup_window",
@@ -121,7 +125,16 @@ fn enqueue(
     deliver_at: Option<TimestampWithTimeZone>,
     max_attempts: Option<i32>,
 ) -> OutboxResult<i64> {
-    enqueue_with_dedup(topic, payload, key, headers, deliver_at, max_attempts, None, None)
+    enqueue_with_dedup(
+        topic,
+        payload,
+        key,
+        headers,
+        deliver_at,
+        max_attempts,
+        None,
+        None,
+    )
 }
 
 /// Add one message to the outbox, in the current transaction. Returns its id
@@ -208,7 +221,16 @@ fn enqueue_batch(
     deliver_at: Option<TimestampWithTimeZone>,
     max_attempts: Option<i32>,
 ) -> OutboxResult<Vec<i64>> {
-    enqueue_batch_with_dedup(topic, payloads, keys, headers, deliver_at, max_attempts, None, None)
+    enqueue_batch_with_dedup(
+        topic,
+        payloads,
+        keys,
+        headers,
+        deliver_at,
+        max_attempts,
+        None,
+        None,
+    )
 }
 
 /// An optional per-message array argument of enqueue_batch, collected: NULL,
@@ -280,10 +302,18 @@ fn enqueue_batch_with_dedup(
     let key_vec = per_message(keys.as_ref().map(|a| a.iter().collect()), "keys", n, |k| {
         Ok(validate::key(k)?)
     })?;
-    let header_vec = per_message(headers.as_ref().map(|a| a.iter().collect()), "headers", n, check_headers)?;
-    let dedup_vec = per_message(dedup_keys.as_ref().map(|a| a.iter().collect()), "dedup_keys", n, |k| {
-        Ok(validate::dedup_key(k)?)
-    })?;
+    let header_vec = per_message(
+        headers.as_ref().map(|a| a.iter().collect()),
+        "headers",
+        n,
+        check_headers,
+    )?;
+    let dedup_vec = per_message(
+        dedup_keys.as_ref().map(|a| a.iter().collect()),
+        "dedup_keys",
+        n,
+        |k| Ok(validate::dedup_key(k)?),
+    )?;
     window_needs_keys(dedup_window, dedup_vec.is_some(), "dedup_keys")?;
     let max_attempts = resolve_max_attempts(max_attempts)?;
     let now = check_deliver_at(deliver_at)?;

@@ -68,9 +68,15 @@ async fn a_held_dedup_key_answers_with_the_first_id_and_writes_nothing() {
     let claimed = claim(&c, "relay", 10).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].payload, json!({"n": 1}));
-    assert_eq!(enqueue_once(&c, "order-42-created", json!({"n": 3})).await, first);
+    assert_eq!(
+        enqueue_once(&c, "order-42-created", json!({"n": 3})).await,
+        first
+    );
     assert_eq!(fail(&c, &claimed[0], "broker down").await, "retrying");
-    assert_eq!(enqueue_once(&c, "order-42-created", json!({"n": 4})).await, first);
+    assert_eq!(
+        enqueue_once(&c, "order-42-created", json!({"n": 4})).await,
+        first
+    );
     assert_eq!(unfinished(&c).await, 1);
 
     // Another key is another message.
@@ -85,7 +91,10 @@ async fn finishing_releases_a_key_unless_its_window_holds_it() {
     let first = enqueue_once(&c, "k", json!(1)).await;
     assert_eq!(relay_all(&c).await.len(), 1);
     let second = enqueue_once(&c, "k", json!(2)).await;
-    assert!(second > first, "a published message no longer holds its key (window 0)");
+    assert!(
+        second > first,
+        "a published message no longer holds its key (window 0)"
+    );
     let got = relay_all(&c).await;
     assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), [second]);
 
@@ -99,14 +108,24 @@ async fn finishing_releases_a_key_unless_its_window_holds_it() {
         .unwrap()
         .get(0);
     relay_all(&c).await;
-    assert_eq!(enqueue_once(&c, "w", json!(4)).await, windowed, "inside the window");
-    c.batch_execute("SET outbox.test_clock_offset = '61min'").await.unwrap();
+    assert_eq!(
+        enqueue_once(&c, "w", json!(4)).await,
+        windowed,
+        "inside the window"
+    );
+    c.batch_execute("SET outbox.test_clock_offset = '61min'")
+        .await
+        .unwrap();
     let after = enqueue_once(&c, "w", json!(5)).await;
     assert!(after > windowed, "past the window the key is free again");
-    c.batch_execute("RESET outbox.test_clock_offset").await.unwrap();
+    c.batch_execute("RESET outbox.test_clock_offset")
+        .await
+        .unwrap();
 
     // outbox.dedup_window is the default window.
-    c.batch_execute("SET outbox.dedup_window = '2h'").await.unwrap();
+    c.batch_execute("SET outbox.dedup_window = '2h'")
+        .await
+        .unwrap();
     relay_all(&c).await;
     let g = enqueue_once(&c, "g", json!(6)).await;
     relay_all(&c).await;
@@ -133,7 +152,10 @@ async fn a_dead_letter_or_a_rollback_releases_its_key() {
 
     let tx = c.transaction().await.unwrap();
     let rolled: i64 = tx
-        .query_one("SELECT outbox.enqueue('orders', '3', dedup_key => 'r')", &[])
+        .query_one(
+            "SELECT outbox.enqueue('orders', '3', dedup_key => 'r')",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -184,8 +206,14 @@ async fn enqueue_batch_takes_each_key_once_in_input_order() {
         .unwrap()
         .get(0);
     assert_eq!(ids.len(), 4);
-    assert_eq!(ids[3], ids[0], "a key given twice in one batch is one message");
-    assert!(ids[0] < ids[1] && ids[1] < ids[2], "ids in input order: {ids:?}");
+    assert_eq!(
+        ids[3], ids[0],
+        "a key given twice in one batch is one message"
+    );
+    assert!(
+        ids[0] < ids[1] && ids[1] < ids[2],
+        "ids in input order: {ids:?}"
+    );
     assert_eq!(unfinished(&c).await, 3);
 
     let again: Vec<i64> = c
@@ -327,8 +355,16 @@ async fn concurrent_producers_with_one_key_write_exactly_one_message() {
             "round {round}: one message per key whose producers committed (answers {answers:?})"
         );
         if !answers.is_empty() {
-            assert_eq!(answers.len(), 1, "round {round}: every committer got one id: {answers:?}");
-            assert_eq!(written, answers.into_iter().collect::<Vec<_>>(), "round {round}");
+            assert_eq!(
+                answers.len(),
+                1,
+                "round {round}: every committer got one id: {answers:?}"
+            );
+            assert_eq!(
+                written,
+                answers.into_iter().collect::<Vec<_>>(),
+                "round {round}"
+            );
         }
     }
 }
@@ -403,14 +439,28 @@ async fn cleanup_removes_only_keys_no_message_holds() {
     .unwrap();
     relay_all(&c).await;
     enqueue_once(&c, "waiting", json!(3)).await;
-    let removed: i64 = c.query_one("SELECT outbox.cleanup()", &[]).await.unwrap().get(0);
+    let removed: i64 = c
+        .query_one("SELECT outbox.cleanup()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(removed, 1);
     assert_eq!(keys(&c).await, ["waiting", "windowed"]);
     relay_all(&c).await;
-    c.batch_execute("SET outbox.test_clock_offset = '2h'").await.unwrap();
-    let removed: i64 = c.query_one("SELECT outbox.cleanup(1)", &[]).await.unwrap().get(0);
+    c.batch_execute("SET outbox.test_clock_offset = '2h'")
+        .await
+        .unwrap();
+    let removed: i64 = c
+        .query_one("SELECT outbox.cleanup(1)", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(removed, 1, "at most max_rows a call");
-    let removed: i64 = c.query_one("SELECT outbox.cleanup()", &[]).await.unwrap().get(0);
+    let removed: i64 = c
+        .query_one("SELECT outbox.cleanup()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(removed, 1);
     assert!(keys(&c).await.is_empty());
 }
@@ -445,7 +495,11 @@ async fn cleanup_and_producers_on_the_same_keys_agree() {
             barrier.wait().await;
             let mut removed = 0i64;
             for _ in 0..20 {
-                let n: i64 = c.query_one("SELECT outbox.cleanup(7)", &[]).await.unwrap().get(0);
+                let n: i64 = c
+                    .query_one("SELECT outbox.cleanup(7)", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
                 removed += n;
             }
             removed
@@ -490,7 +544,10 @@ async fn cleanup_and_producers_on_the_same_keys_agree() {
     // new message per key, none of the old ids.
     for (k, ids) in &by_key {
         assert_eq!(ids.len(), 1, "key {k}: {ids:?}");
-        assert!(ids.is_disjoint(&old), "key {k} answered with a published message's id");
+        assert!(
+            ids.is_disjoint(&old),
+            "key {k} answered with a published message's id"
+        );
     }
     assert_eq!(unfinished(&c).await, KEYS as i64);
 }
@@ -520,11 +577,17 @@ async fn dedup_privileges_follow_the_jobs() {
         .unwrap()
         .get(0);
     assert_eq!(ids, [id]);
-    for sql in ["SELECT outbox.cleanup()", "SELECT count(*) FROM outbox.dedup"] {
+    for sql in [
+        "SELECT outbox.cleanup()",
+        "SELECT count(*) FROM outbox.dedup",
+    ] {
         let e = p.query_one(sql, &[]).await.expect_err(sql);
         assert_eq!(sqlstate(&e), "42501", "producer: {sql}");
     }
-    let e = r.query_one("SELECT count(*) FROM outbox.dedup", &[]).await.expect_err("relay reads dedup");
+    let e = r
+        .query_one("SELECT count(*) FROM outbox.dedup", &[])
+        .await
+        .expect_err("relay reads dedup");
     assert_eq!(sqlstate(&e), "42501");
     r.query_one("SELECT outbox.cleanup()", &[]).await.unwrap();
     a.query_one("SELECT outbox.cleanup()", &[]).await.unwrap();

@@ -199,7 +199,9 @@ async fn enqueue_with_a_dedup_key_answers_with_the_holder() {
         .with_dedup_window(Duration::from_secs(3600))
         .unwrap();
     let id = Store.enqueue(&c, &first).await.unwrap();
-    let again = message("store.dedup", 2).with_dedup_key("order-42-created").unwrap();
+    let again = message("store.dedup", 2)
+        .with_dedup_key("order-42-created")
+        .unwrap();
     assert_eq!(Store.enqueue(&c, &again).await.unwrap(), id);
     let held_for_an_hour: bool = c
         .query_one(
@@ -213,11 +215,18 @@ async fn enqueue_with_a_dedup_key_answers_with_the_holder() {
 
     let topic = Topic::new("store.dedup").unwrap();
     let batch = [
-        message("store.dedup", 3).with_dedup_key("order-42-created").unwrap(),
+        message("store.dedup", 3)
+            .with_dedup_key("order-42-created")
+            .unwrap(),
         message("store.dedup", 4),
-        message("store.dedup", 5).with_dedup_key("order-43-created").unwrap(),
+        message("store.dedup", 5)
+            .with_dedup_key("order-43-created")
+            .unwrap(),
     ];
-    let ids = Store.enqueue_batch(&c, &topic, &batch, None, None).await.unwrap();
+    let ids = Store
+        .enqueue_batch(&c, &topic, &batch, None, None)
+        .await
+        .unwrap();
     assert_eq!(ids[0], id);
     assert!(ids[1] > id && ids[2] > ids[1], "{ids:?}");
 
@@ -229,7 +238,10 @@ async fn enqueue_with_a_dedup_key_answers_with_the_holder() {
             .unwrap(),
         message("store.dedup", 7).with_dedup_key("b").unwrap(),
     ];
-    let err = Store.enqueue_batch(&c, &topic, &mixed, None, None).await.unwrap_err();
+    let err = Store
+        .enqueue_batch(&c, &topic, &mixed, None, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::InvalidInput { message, .. } if message.contains("dedup windows")),
         "{err:?}"
@@ -240,6 +252,10 @@ async fn enqueue_with_a_dedup_key_answers_with_the_holder() {
         .with_dedup_window(Duration::from_secs(400 * 86_400))
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
-    let n: i64 = c.query_one("SELECT count(*) FROM outbox.messages", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM outbox.messages", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 3, "one message per key, and the keyless one");
 }

@@ -243,9 +243,13 @@ async fn dedup_keys_are_stored_exactly_and_match_only_themselves() {
     for s in NASTY {
         let id: i64 = one(&p, sql, &[s]).await.get(0);
         assert_eq!(one(&p, sql, &[s]).await.get::<_, i64>(0), id, "{s:?} again");
-        let stored: String = one(&su, "SELECT dedup_key FROM outbox.dedup WHERE id = $1", &[&id])
-            .await
-            .get(0);
+        let stored: String = one(
+            &su,
+            "SELECT dedup_key FROM outbox.dedup WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .get(0);
         assert_eq!(stored, *s, "dedup_key stored as given");
         ids.push(id);
     }
@@ -257,7 +261,10 @@ async fn dedup_keys_are_stored_exactly_and_match_only_themselves() {
     )
     .await
     .get(0);
-    assert_eq!(all, ids, "a batch of the same keys answers with the same ids");
+    assert_eq!(
+        all, ids,
+        "a batch of the same keys answers with the same ids"
+    );
     assert_tables_intact(&su, NASTY.len() as i64, 0).await;
 }
 

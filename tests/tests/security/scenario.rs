@@ -339,7 +339,10 @@ pub(crate) async fn scenario(su: &Client, a: &Client) {
     let ids: Vec<i64> = one(
         a,
         "SELECT outbox.enqueue_batch('orders', $1, dedup_keys => $2, dedup_window => '1 second')",
-        &[&vec![serde_json::json!({}), serde_json::json!({})], &vec!["dk", "dk2"]],
+        &[
+            &vec![serde_json::json!({}), serde_json::json!({})],
+            &vec!["dk", "dk2"],
+        ],
     )
     .await
     .get(0);
@@ -352,7 +355,11 @@ pub(crate) async fn scenario(su: &Client, a: &Client) {
     }
     let d3: i64 = one(a, sql, &[]).await.get(0);
     assert!(d3 > d1, "a published holder hands its key over");
-    exec(su, "UPDATE outbox.dedup SET held_until = now() - interval '1 second'").await;
+    exec(
+        su,
+        "UPDATE outbox.dedup SET held_until = now() - interval '1 second'",
+    )
+    .await;
     let n: i64 = one(a, "SELECT outbox.cleanup()", &[]).await.get(0);
     assert_eq!(n, 1, "cleanup removes dk2 (published), keeps dk (d3 waits)");
 

@@ -25,6 +25,7 @@ mod calls;
 mod catalog;
 mod diff;
 mod dump;
+mod from_0_2_0;
 mod roles;
 mod scripts;
 mod seed;
