@@ -60,9 +60,20 @@ async fn readme_sql_examples_run_as_printed() {
         .unwrap()
         .get(0);
     assert_eq!(
-        left, 1,
-        "order 42 completed, order 43 waiting for its retry"
+        left, 2,
+        "order 42 completed, order 43 waiting for its retry, and the idempotent example's \
+         event written once"
     );
+    let deduplicated: i64 = c
+        .query_one(
+            "SELECT count(*) FROM outbox.messages WHERE id IN \
+             (SELECT id FROM outbox.dedup WHERE dedup_key = 'order-42-created')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deduplicated, 1, "the README's second enqueue with the key wrote nothing");
 }
 
 #[tokio::test]
