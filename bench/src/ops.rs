@@ -43,6 +43,12 @@ pub enum Write {
     Batch,
     /// A business row and one message in one transaction (the outbox's use).
     WithBusinessRow,
+    /// One message with a dedup key no message holds (idempotent enqueue,
+    /// the usual case): outbox only.
+    DedupNew,
+    /// One enqueue whose dedup key is held (a producer's retry): nothing is
+    /// written after the first; outbox only.
+    DedupHeld,
 }
 
 impl Write {
@@ -51,9 +57,15 @@ impl Write {
             Write::Single => "single",
             Write::Batch => "batch",
             Write::WithBusinessRow => "business_row",
+            Write::DedupNew => "dedup_new",
+            Write::DedupHeld => "dedup_held",
         }
     }
 }
+
+/// Dedup keys for [`Write::DedupNew`]: unique across every producer of
+/// the run (the table is emptied between runs, so reuse would not matter).
+static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Messages per batch write.
 pub const BATCH: usize = 100;
@@ -130,7 +142,11 @@ fn sql(system: System, write: Write) -> Option<&'static str> {
         (System::Pgmq, Write::Batch) => {
             "SELECT count(*) FROM pgmq.send_batch('bench', $1::jsonb[])"
         }
+        (System::Outbox, Write::DedupNew | Write::DedupHeld) => {
+            "SELECT outbox.enqueue('bench', $1::jsonb, dedup_key => $2::text)"
+        }
         (System::Pgq | System::Pgmq, Write::WithBusinessRow) => return None,
+        (_, Write::DedupNew | Write::DedupHeld) => return None,
     })
 }
 
@@ -170,7 +186,13 @@ impl Producer {
     pub async fn new(client: Client, systems: &[System]) -> Result<Producer> {
         let mut statements = HashMap::new();
         for &system in systems {
-            for write in [Write::Single, Write::Batch, Write::WithBusinessRow] {
+            for write in [
+                Write::Single,
+                Write::Batch,
+                Write::WithBusinessRow,
+                Write::DedupNew,
+                Write::DedupHeld,
+            ] {
                 if let Some(text) = sql(system, write) {
                     statements.insert((system, write), client.prepare(text).await?);
                 }
@@ -204,6 +226,15 @@ impl Producer {
             (Write::Batch, _) => {
                 c.execute(stmt, &[&p.json_batch]).await?;
                 Ok(BATCH as u64)
+            }
+            (Write::DedupNew, _) => {
+                let n = NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                c.execute(stmt, &[&p.json, &format!("bench-{n}")]).await?;
+                Ok(1)
+            }
+            (Write::DedupHeld, _) => {
+                c.execute(stmt, &[&p.json, &"bench-held"]).await?;
+                Ok(1)
             }
             (Write::WithBusinessRow, _) => {
                 c.batch_execute("BEGIN").await?;

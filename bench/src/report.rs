@@ -173,6 +173,12 @@ impl Report {
             self.cell(Outbox, "doorbell_off", MID_CLIENTS, 1),
             self.cell(Outbox, "doorbell_asleep", MID_CLIENTS, 1)
         );
+        let _ = writeln!(
+            s,
+            "| enqueue with a dedup key: a new key / a held key (nothing written) | {MID_CLIENTS} | – | {} / {} | – | – |",
+            self.cell(Outbox, "dedup_new", MID_CLIENTS, 1),
+            self.cell(Outbox, "dedup_held", MID_CLIENTS, 1)
+        );
 
         s
     }

@@ -102,7 +102,17 @@ pub async fn produce(
         doorbell_relay
             .batch_execute("UNLISTEN *; SELECT outbox.doorbell_disarm()")
             .await?;
-        for (op, t) in [("doorbell_off", off), ("doorbell_asleep", asleep?)] {
+        // Idempotent enqueue: a fresh key each time, and a held one (the
+        // retry). Against the plain single enqueue above (no key), which is
+        // the path every caller without a key takes.
+        let dedup_new = timed(admin, mid, System::Outbox, Write::DedupNew, &payload, plan).await?;
+        let dedup_held = timed(admin, mid, System::Outbox, Write::DedupHeld, &payload, plan).await?;
+        for (op, t) in [
+            ("doorbell_off", off),
+            ("doorbell_asleep", asleep?),
+            ("dedup_new", dedup_new),
+            ("dedup_held", dedup_held),
+        ] {
             results.push(Measurement::new(
                 "W1",
                 System::Outbox,
@@ -115,7 +125,7 @@ pub async fn produce(
             ));
         }
         progress.say(format_args!(
-            "W1 round {round}/{}: business row, doorbell off/asleep done",
+            "W1 round {round}/{}: business row, doorbell off/asleep, dedup keys done",
             plan.rounds
         ));
     }
