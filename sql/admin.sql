@@ -95,12 +95,7 @@ AS $$
         HAVING count(*) > 1
     )
     SELECT h.topic, k.key, h.id,
-           CASE
-               WHEN h.lease_expires_at > (SELECT outbox._now()) THEN 'leased'
-               WHEN h.deliver_at > (SELECT outbox._now()) AND h.attempt > 0 THEN 'retrying'
-               WHEN h.deliver_at > (SELECT outbox._now()) THEN 'scheduled'
-               ELSE 'ready'
-           END,
+           outbox._state(h.lease_expires_at, h.deliver_at, h.attempt, (SELECT outbox._now())),
            h.attempt, h.deliver_at, h.last_error, k.waiting
     FROM keyed AS k
     JOIN m AS h ON h.id = k.head_id

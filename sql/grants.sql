@@ -72,10 +72,10 @@ BEGIN
         'enqueue', 'enqueue_batch',
         'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
         'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
-        'cleanup', 'blocked_keys', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic',
+        'cleanup', 'blocked_keys', 'list_messages', 'get_message', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic',
         'rotate', 'set_partitions']);
     EXECUTE format('GRANT SELECT ON outbox.messages, outbox.dead_letters, outbox.side, outbox.log,'
-                   ' outbox.partitions, outbox.segments, outbox.dedup TO %s', role);
+                   ' outbox.partitions, outbox.segments, outbox.dedup, outbox.published TO %s', role);
 END;
 $$;
 

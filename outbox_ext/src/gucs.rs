@@ -31,6 +31,12 @@ pub static TEST_CLOCK_OFFSET_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// are hours to days, beyond an i32 of milliseconds (24.8 days).
 pub static DEDUP_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(0);
 
+/// How long published messages are kept in `outbox.published` (seconds);
+/// 0, the default, keeps none and costs nothing. Superuser only, so every
+/// session of a database reads the value `ALTER DATABASE ... SET` gave it:
+/// a relay recording and a cleaner removing must agree.
+pub static RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// How long a log segment takes writes before rotation moves producers to
 /// the next one (ms); a segment is truncated once every message in it was
 /// handed out (docs/storage.md, "Rotation"). Shorter keeps the log smaller,
@@ -58,6 +64,16 @@ pub fn init() {
         0,
         366 * 86_400,
         GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"outbox.retention",
+        c"How long published messages are kept in outbox.published; 0 keeps none.",
+        c"Read by complete() (which records) and cleanup() (which removes older rows); set it per database with ALTER DATABASE ... SET.",
+        &RETENTION_S,
+        0,
+        366 * 86_400,
+        GucContext::Suset,
         GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(

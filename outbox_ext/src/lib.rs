@@ -38,13 +38,26 @@ pgrx::extension_sql_file!(
     requires = [api::doorbell::_doorbell]
 );
 pgrx::extension_sql_file!("../../sql/views.sql", name = "views");
-pgrx::extension_sql_file!("../../sql/admin.sql", requires = [clock::now_sql, "views"]);
+pgrx::extension_sql_file!("../../sql/state.sql", name = "state");
+pgrx::extension_sql_file!(
+    "../../sql/admin.sql",
+    requires = [clock::now_sql, "views", "state"]
+);
 pgrx::extension_sql_file!(
     "../../sql/rotation.sql",
     requires = [clock::now_sql, api::rotation::_next_xid, "views"]
 );
 pgrx::extension_sql_file!("../../sql/claim.sql", requires = [api::claim::claim]);
-pgrx::extension_sql_file!("../../sql/dedup.sql", requires = [clock::now_sql]);
+pgrx::extension_sql_file!("../../sql/dedup.sql", requires = [clock::now_sql], name = "dedup");
+pgrx::extension_sql_file!("../../sql/history.sql", name = "history");
+pgrx::extension_sql_file!(
+    "../../sql/inspect.sql",
+    requires = [clock::now_sql, "views", "state", "history"]
+);
+pgrx::extension_sql_file!(
+    "../../sql/cleanup.sql",
+    requires = [clock::now_sql, api::history::retention_sql, "dedup", "history"]
+);
 pgrx::extension_sql_file!("../../sql/grants.sql", finalize);
 
 /// Called when a backend loads the library.

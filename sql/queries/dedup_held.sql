@@ -1,4 +1,5 @@
--- Lock the row of a dedup key this call could not take (api/dedup.rs), so
+-- Lock the row of a dedup key that dedup_peek.sql found looking free (its
+-- holder finished, its window passed; api/dedup.rs), so
 -- that who holds it stays true until this transaction ends, and say
 -- whether its window still holds it.
 -- $1 dedup_key text, $2 now timestamptz (clock.rs)

@@ -9,11 +9,11 @@
 //!    order, the layout and the partitions;
 //! 2. take (`dedup_take.sql`): insert the call's distinct keys, sorted,
 //!    `ON CONFLICT DO NOTHING`;
-//! 3. for each key not taken, sorted: who holds it (`dedup_held.sql`, row
-//!    locked, then `dedup_unfinished.sql` with a fresh snapshot); a holder
-//!    that is finished and out of its window hands the key over
-//!    (`dedup_replace.sql`), otherwise the message is a duplicate and gets
-//!    the holder's id;
+//! 3. for each key not taken, sorted: who holds it (`dedup_peek.sql`, and
+//!    `dedup_unfinished.sql` with a fresh snapshot); a holder that is
+//!    finished and out of its window is locked and asked again
+//!    (`dedup_held.sql`) and hands the key over (`dedup_replace.sql`);
+//!    otherwise the message is a duplicate and gets the holder's id;
 //! 4. write (`dedup_write.sql`) the messages that took their key, and
 //!    those without one, in input order.
 //!
@@ -37,6 +37,11 @@ static RESERVE: Query = Query {
 static TAKE: Query = Query {
     sql: include_str!("../../../sql/queries/dedup_take.sql"),
     args: &[TEXT_ARRAY, INT8_ARRAY, INT2_ARRAY, TIMESTAMPTZ],
+};
+
+static PEEK: Query = Query {
+    sql: include_str!("../../../sql/queries/dedup_peek.sql"),
+    args: &[TEXT, TIMESTAMPTZ],
 };
 
 static HELD: Query = Query {
@@ -181,10 +186,45 @@ fn take(
     })?)
 }
 
+/// Who holds a key: (holder id, partition, inside its window), from
+/// `query` (PEEK reads, HELD also locks the row); `None` when the key has
+/// no row.
+fn holder(
+    client: &mut SpiClient<'_>,
+    query: &'static Query,
+    key: &str,
+    now: TimestampWithTimeZone,
+) -> Result<Option<(i64, i16, bool)>, OutboxError> {
+    let args: [DatumWithOid; 2] = [key.into(), now.into()];
+    let row = query.run(client, &args, |t| {
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let row = t.first();
+        Ok(Some((
+            row.get::<i64>(1)?,
+            row.get::<i16>(2)?,
+            row.get::<bool>(3)?,
+        )))
+    })?;
+    match row {
+        None => Ok(None),
+        Some((Some(id), Some(part), Some(in_window))) => Ok(Some((id, part, in_window))),
+        Some(_) => Err(OutboxError::Internal(format!(
+            "dedup key {key:?} has NULL columns"
+        ))),
+    }
+}
+
 /// A key the take did not get: find its holder. Returns whether message
 /// `id` takes the key after all (the holder was finished and out of its
 /// window, or the key was removed meanwhile); otherwise `result` becomes
 /// the holder's id.
+///
+/// The holder is read without a lock first (PEEK): a held key answers at
+/// once. One that looks free is locked (HELD) and asked again, each
+/// question in a statement of its own so that it sees what committed
+/// before the lock was granted (dedup_held.sql says why).
 fn settle_held(
     client: &mut SpiClient<'_>,
     key: &str,
@@ -194,52 +234,45 @@ fn settle_held(
     result: &mut i64,
 ) -> Result<bool, OutboxError> {
     for _ in 0..MAX_ROUNDS {
-        let args: [DatumWithOid; 2] = [key.into(), call.now.into()];
-        let holder = HELD.run(client, &args, |t| {
-            if t.is_empty() {
-                return Ok(None);
-            }
-            let row = t.first();
-            Ok(Some((
-                row.get::<i64>(1)?,
-                row.get::<i16>(2)?,
-                row.get::<bool>(3)?,
-            )))
-        })?;
-        let holder = match holder {
-            Some((Some(holder), Some(part), Some(in_window))) => {
-                Some((holder, in_window || unfinished(client, holder, part)?))
-            }
-            Some(_) => {
-                return Err(OutboxError::Internal(format!(
-                    "dedup key {key:?} has NULL columns"
-                )))
-            }
-            None => None,
-        };
-        match holder {
-            Some((holder, true)) => {
-                *result = holder;
-                return Ok(false);
-            }
-            Some((_, false)) => {
-                let args: [DatumWithOid; 4] =
-                    [key.into(), id.into(), part.into(), call.held_until.into()];
-                REPLACE.run(client, &args, |_| Ok(()))?;
+        let Some((seen, seen_part, in_window)) = holder(client, &PEEK, key, call.now)? else {
+            if retake(client, key, id, part, call)? {
                 return Ok(true);
             }
-            None => {
-                // Removed by cleanup() between the take and the look: take
-                // it again (or meet whoever took it first).
-                if !take(client, &[(key, 0)], &[id], &[part], call.held_until)?.is_empty() {
-                    return Ok(true);
-                }
-            }
+            continue;
+        };
+        if in_window || unfinished(client, seen, seen_part)? {
+            *result = seen;
+            return Ok(false);
         }
+        let Some((locked, locked_part, in_window)) = holder(client, &HELD, key, call.now)? else {
+            if retake(client, key, id, part, call)? {
+                return Ok(true);
+            }
+            continue;
+        };
+        if in_window || unfinished(client, locked, locked_part)? {
+            *result = locked;
+            return Ok(false);
+        }
+        let args: [DatumWithOid; 4] = [key.into(), id.into(), part.into(), call.held_until.into()];
+        REPLACE.run(client, &args, |_| Ok(()))?;
+        return Ok(true);
     }
     Err(OutboxError::Internal(format!(
         "dedup key {key:?} changed hands {MAX_ROUNDS} times during one enqueue"
     )))
+}
+
+/// The key was removed (cleanup) between the take and the look: take it
+/// again, or meet whoever took it first.
+fn retake(
+    client: &mut SpiClient<'_>,
+    key: &str,
+    id: i64,
+    part: i16,
+    call: &Call<'_>,
+) -> Result<bool, OutboxError> {
+    Ok(!take(client, &[(key, 0)], &[id], &[part], call.held_until)?.is_empty())
 }
 
 /// `outbox._message_unfinished` in a statement of its own (a fresh

@@ -8,6 +8,7 @@ mod dedup;
 pub mod doorbell;
 pub mod enqueue;
 pub mod fail;
+pub mod history;
 pub mod rotation;
 pub mod settle;
 

@@ -10,6 +10,7 @@
 //! leased, and then work there per message.
 
 use super::claim::lease_deadline;
+use super::history;
 use super::{detach, ids_from, reject_unknown_ids, INT8_ARRAY, TIMESTAMPTZ, UUID};
 use crate::error::{required, OutboxError, OutboxResult};
 use crate::plans::Query;
@@ -65,11 +66,22 @@ fn guarded(
     extra: Option<TimestampWithTimeZone>,
 ) -> Result<(usize, Option<TimestampWithTimeZone>), OutboxError> {
     let wanted = ids.len();
+    // With retention on, complete records what it finishes (history.rs);
+    // off, it runs the statements it always ran.
+    let kept_at = (matches!(step, LogStep::Complete) && history::on()).then(crate::clock::now);
+    let query = if kept_at.is_some() {
+        &history::COMPLETE_KEPT
+    } else {
+        query
+    };
     Spi::connect_mut(|client| {
         let mut in_log = 0;
         let mut side_ids = ids.clone();
         match step {
             LogStep::Complete => {
+                if let Some(now) = kept_at {
+                    history::record_log(client, &ids, token, now)?;
+                }
                 let args: [DatumWithOid; 2] = [ids.clone().into(), token.into()];
                 in_log = PARTITION_COMPLETE.run(client, &args, |t| {
                     let mut n = 0;
@@ -105,8 +117,8 @@ fn guarded(
             return Ok((wanted, extra));
         }
         let mut args: Vec<DatumWithOid> = vec![side_ids.clone().into(), token.into()];
-        if let Some(lease_end) = extra {
-            args.push(lease_end.into());
+        if let Some(at) = extra.or(kept_at) {
+            args.push(at.into());
         }
         let (in_side, first) = query.run(client, &args, |t| {
             let n = t.len();

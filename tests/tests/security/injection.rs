@@ -50,6 +50,18 @@ const COVERED: &[(&str, &str)] = &[
     ("_claim", "topics"),
     ("fail", "error"),
     ("list_dead", "topic"),
+    ("list_messages", "topic"),
+    ("list_messages", "state"),
+    ("list_messages", "key"),
+    ("list_messages", "tenant_id"),
+    ("list_messages", "correlation_id"),
+    // list_messages passes them on as they are; its tests feed them.
+    ("_listing", "topic"),
+    ("_listing", "state"),
+    ("_listing", "key"),
+    ("_listing", "tenant_id"),
+    ("_listing", "correlation_id"),
+    ("_check_state", "state"),
     ("requeue_dead_topic", "topic"),
     ("purge_dead_topic", "topic"),
     ("grant_producer", "role"),
@@ -344,6 +356,20 @@ async fn relay_and_admin_arguments_are_stored_exactly_or_rejected() {
                 .await
                 .is_empty(),
             "list_dead({s:?})"
+        );
+        // list_messages' text filters: no such topic, key, tenant or
+        // correlation id lists nothing; a state that is not one is 22023.
+        for filter in ["topic", "key", "tenant_id", "correlation_id"] {
+            let sql = format!("SELECT * FROM outbox.list_messages({filter} => $1)");
+            assert!(rows(&a, &sql, &[s]).await.is_empty(), "list_messages({filter} => {s:?})");
+        }
+        assert!(
+            ok_or_invalid(
+                &format!("list_messages(state => {s:?})"),
+                a.query("SELECT * FROM outbox.list_messages(state => $1)", &[s]).await,
+            )
+            .is_none(),
+            "list_messages(state => {s:?}) is not a state"
         );
         let n: i32 = one(&a, "SELECT outbox.requeue_dead_topic($1)", &[s])
             .await

@@ -38,6 +38,8 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox.cleanup(integer)", R | A),
     // Operating.
     ("outbox.blocked_keys(integer)", A),
+    ("outbox.list_messages(text,text,text,bigint,integer,text,text)", A),
+    ("outbox.get_message(bigint)", A),
     ("outbox.list_dead(text,integer)", A),
     ("outbox.requeue_dead(bigint[])", A),
     ("outbox.requeue_dead_topic(text)", A),
@@ -61,6 +63,11 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox._claim(text,integer,interval,text[])", NOBODY),
     ("outbox._window_snapshot(pg_snapshot)", NOBODY),
     ("outbox._message_unfinished(bigint,smallint)", NOBODY),
+    ("outbox._retention()", NOBODY),
+    ("outbox._state(timestamp with time zone,timestamp with time zone,integer,timestamp with time zone)", NOBODY),
+    ("outbox._listing(bigint,integer,timestamp with time zone,text,text,text,text,text)", NOBODY),
+    ("outbox._check_state(text)", NOBODY),
+    ("outbox._issued_id(bigint)", NOBODY),
 ];
 
 pub(crate) const TABLE_PRIVILEGES: &[&str] = &[
@@ -85,6 +92,8 @@ pub(crate) const RELATIONS: &[(&str, &[(&str, u8)])] = &[
     ("outbox.segments", &[("SELECT", A)]),
     // Dedup keys and their holders (enqueue writes them as the owner).
     ("outbox.dedup", &[("SELECT", A)]),
+    // Published messages kept by outbox.retention (complete writes them).
+    ("outbox.published", &[("SELECT", A)]),
     // The segments themselves: read through outbox.log only.
     ("outbox.log_0", &[]),
     ("outbox.log_1", &[]),

@@ -23,6 +23,9 @@ const SETTINGS: &[(&str, &str)] = &[
     // Every claim in the cluster rotates by it: a role setting it to 1 s in
     // its own session would make its claims truncate segments for everyone.
     ("outbox.rotation_interval", "superuser"),
+    // A relay recording history and a cleaner removing it must read one
+    // value: set per database (ALTER DATABASE ... SET), not per session.
+    ("outbox.retention", "superuser"),
 ];
 
 #[tokio::test]

@@ -33,6 +33,8 @@ const SCENARIO_COVERS: &[&str] = &[
     "stats",
     "cleanup",
     "blocked_keys",
+    "list_messages",
+    "get_message",
     "list_dead",
     "requeue_dead",
     "requeue_dead_topic",
@@ -201,7 +203,13 @@ fn plant(s: &str) -> String {
 /// (sql/claim.sql and schema.sql say why: a SET clause is applied on every
 /// call), so they must be SECURITY INVOKER and executable by nobody but
 /// their owner.
-const UNPINNED_BODIES: &[&str] = &["_claim", "_window_snapshot", "_message_unfinished"];
+const UNPINNED_BODIES: &[&str] = &[
+    "_claim",
+    "_window_snapshot",
+    "_message_unfinished",
+    "_state",
+    "_listing",
+];
 
 #[tokio::test]
 async fn unpinned_bodies_are_invoker_and_owner_only() {
