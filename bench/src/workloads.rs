@@ -106,7 +106,8 @@ pub async fn produce(
         // retry). Against the plain single enqueue above (no key), which is
         // the path every caller without a key takes.
         let dedup_new = timed(admin, mid, System::Outbox, Write::DedupNew, &payload, plan).await?;
-        let dedup_held = timed(admin, mid, System::Outbox, Write::DedupHeld, &payload, plan).await?;
+        let dedup_held =
+            timed(admin, mid, System::Outbox, Write::DedupHeld, &payload, plan).await?;
         for (op, t) in [
             ("doorbell_off", off),
             ("doorbell_asleep", asleep?),

@@ -48,7 +48,11 @@ pgrx::extension_sql_file!(
     requires = [clock::now_sql, api::rotation::_next_xid, "views"]
 );
 pgrx::extension_sql_file!("../../sql/claim.sql", requires = [api::claim::claim]);
-pgrx::extension_sql_file!("../../sql/dedup.sql", requires = [clock::now_sql], name = "dedup");
+pgrx::extension_sql_file!(
+    "../../sql/dedup.sql",
+    requires = [clock::now_sql],
+    name = "dedup"
+);
 pgrx::extension_sql_file!("../../sql/history.sql", name = "history");
 pgrx::extension_sql_file!(
     "../../sql/inspect.sql",
@@ -56,7 +60,12 @@ pgrx::extension_sql_file!(
 );
 pgrx::extension_sql_file!(
     "../../sql/cleanup.sql",
-    requires = [clock::now_sql, api::history::retention_sql, "dedup", "history"]
+    requires = [
+        clock::now_sql,
+        api::history::retention_sql,
+        "dedup",
+        "history"
+    ]
 );
 pgrx::extension_sql_file!("../../sql/grants.sql", finalize);
 

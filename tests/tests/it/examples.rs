@@ -73,7 +73,10 @@ async fn readme_sql_examples_run_as_printed() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(deduplicated, 1, "the README's second enqueue with the key wrote nothing");
+    assert_eq!(
+        deduplicated, 1,
+        "the README's second enqueue with the key wrote nothing"
+    );
 }
 
 #[tokio::test]

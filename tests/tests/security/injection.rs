@@ -361,12 +361,16 @@ async fn relay_and_admin_arguments_are_stored_exactly_or_rejected() {
         // correlation id lists nothing; a state that is not one is 22023.
         for filter in ["topic", "key", "tenant_id", "correlation_id"] {
             let sql = format!("SELECT * FROM outbox.list_messages({filter} => $1)");
-            assert!(rows(&a, &sql, &[s]).await.is_empty(), "list_messages({filter} => {s:?})");
+            assert!(
+                rows(&a, &sql, &[s]).await.is_empty(),
+                "list_messages({filter} => {s:?})"
+            );
         }
         assert!(
             ok_or_invalid(
                 &format!("list_messages(state => {s:?})"),
-                a.query("SELECT * FROM outbox.list_messages(state => $1)", &[s]).await,
+                a.query("SELECT * FROM outbox.list_messages(state => $1)", &[s])
+                    .await,
             )
             .is_none(),
             "list_messages(state => {s:?}) is not a state"

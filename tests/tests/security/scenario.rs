@@ -364,12 +364,24 @@ pub(crate) async fn scenario(su: &Client, a: &Client) {
     assert_eq!(n, 1, "cleanup removes dk2 (published), keeps dk (d3 waits)");
 
     // list_messages and get_message, on the same poisoned session.
-    let listed = rows(a, "SELECT id, state FROM outbox.list_messages(max_rows => NULL)", &[]).await;
+    let listed = rows(
+        a,
+        "SELECT id, state FROM outbox.list_messages(max_rows => NULL)",
+        &[],
+    )
+    .await;
     assert!(
-        listed.iter().any(|r| r.get::<_, i64>(0) == d3 && r.get::<_, String>(1) == "ready"),
+        listed
+            .iter()
+            .any(|r| r.get::<_, i64>(0) == d3 && r.get::<_, String>(1) == "ready"),
         "list_messages shows the waiting message"
     );
-    let dead = rows(a, "SELECT id FROM outbox.list_messages(state => $1)", &[&"dead"]).await;
+    let dead = rows(
+        a,
+        "SELECT id FROM outbox.list_messages(state => $1)",
+        &[&"dead"],
+    )
+    .await;
     assert_eq!(dead.len(), 1, "list_messages(state => dead): the invoice");
     let got = rows(a, "SELECT state FROM outbox.get_message($1)", &[&d3]).await;
     assert_eq!(got.len(), 1, "get_message");
