@@ -365,6 +365,8 @@ AS $$
     SELECT l.*
     FROM outbox._listing(outbox._issued_id(get_message.id) - 1, 1, (SELECT outbox._now()),
                          NULL, NULL, NULL, NULL, NULL) AS l
+    -- The first message from id on: another one when this one is gone.
+    WHERE l.id = get_message.id
 $$;
 
 COMMENT ON FUNCTION outbox.get_message(bigint) IS

@@ -38,6 +38,7 @@ pub mod call;
 mod claimed;
 mod error;
 pub mod ids;
+mod inspect;
 pub mod sql;
 mod store;
 mod trace;
@@ -45,6 +46,7 @@ mod types;
 
 pub use after_commit::{AfterCommit, CommitError, HookError};
 pub use error::{error_chain, Error};
+pub use inspect::{MessageFilter, MessageInfo, MessageState};
 pub use store::Store;
 pub use types::{
     Claim, FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats, Undeliverable,

@@ -130,3 +130,48 @@ pub const EXTENSION_PRESENT: Sql = Sql {
     text: "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'outbox')",
     params: &[],
 };
+
+/// The columns of `outbox.list_messages()` and `outbox.get_message()`, in
+/// the order `inspect.rs` reads them; headers and payload as text.
+macro_rules! listing_columns {
+    () => {
+        "id, topic, key, state, attempt, max_attempts, created_at, deliver_at, lease_owner, \
+         lease_expires_at, last_error, finished_at, dead_reason, headers::text, payload::text"
+    };
+}
+
+/// `outbox.list_messages()`: topic, state, key, after_id, max_rows,
+/// tenant_id, correlation_id.
+pub const LIST_MESSAGES: Sql = Sql {
+    text: concat!(
+        "SELECT ",
+        listing_columns!(),
+        " FROM outbox.list_messages($1::text, $2::text, $3::text, $4::bigint, $5::integer, \
+         $6::text, $7::text)"
+    ),
+    params: &[
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+    ],
+};
+
+/// `outbox.get_message()`: id.
+pub const GET_MESSAGE: Sql = Sql {
+    text: concat!(
+        "SELECT ",
+        listing_columns!(),
+        " FROM outbox.get_message($1::bigint)"
+    ),
+    params: &[Type::INT8],
+};
+
+/// `outbox.cleanup()`: max_rows.
+pub const CLEANUP: Sql = Sql {
+    text: "SELECT outbox.cleanup($1::integer)",
+    params: &[Type::INT4],
+};

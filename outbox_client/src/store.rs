@@ -6,6 +6,7 @@
 //! call in [`crate::call`], the code the relay runs too.
 
 use crate::call::Statement::Typed;
+use crate::inspect::{self, MessageFilter, MessageInfo};
 use crate::types::{Claim, FailOutcome, LeaseToken, NewMessage, Topic, TopicStats};
 use crate::{call, sql, Error};
 use chrono::{DateTime, Utc};
@@ -127,6 +128,34 @@ impl Store {
     /// `outbox.stats()`.
     pub async fn stats(&self, client: &impl GenericClient) -> Result<Vec<TopicStats>, Error> {
         call::stats(client, Typed(&sql::STATS)).await
+    }
+
+    /// `outbox.list_messages()`: messages in every state, oldest id first
+    /// (admins). Page on with `filter.after(last.id)`.
+    pub async fn list_messages(
+        &self,
+        client: &impl GenericClient,
+        filter: &MessageFilter,
+    ) -> Result<Vec<MessageInfo>, Error> {
+        inspect::list_messages(client, Typed(&sql::LIST_MESSAGES), filter).await
+    }
+
+    /// `outbox.get_message()`: `None` when the message is nowhere any more
+    /// (published and not kept, or rolled back); an id never issued is an
+    /// error (`P0002`).
+    pub async fn get_message(
+        &self,
+        client: &impl GenericClient,
+        id: i64,
+    ) -> Result<Option<MessageInfo>, Error> {
+        inspect::get_message(client, Typed(&sql::GET_MESSAGE), id).await
+    }
+
+    /// `outbox.cleanup()`: remove up to `max_rows` of each kind of
+    /// housekeeping row (dedup keys no message holds, history past
+    /// `outbox.retention`); returns how many went.
+    pub async fn cleanup(&self, client: &impl GenericClient, max_rows: i32) -> Result<u64, Error> {
+        inspect::cleanup(client, Typed(&sql::CLEANUP), max_rows).await
     }
 
     /// Fails with [`Error::ExtensionMissing`] unless `CREATE EXTENSION outbox` ran.

@@ -35,8 +35,10 @@
 //! it off an attempt (retried, dead-lettered after `max_attempts`), never the
 //! worker or the batch.
 
+mod cleaner;
 mod connect;
 mod doorbell;
+mod ending;
 mod guard;
 mod health;
 mod leases;
@@ -48,12 +50,13 @@ mod worker;
 
 use crate::publish::Publisher;
 use crate::Error;
+use ending::Ending;
 use metrics::{Counters, Metrics};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// How a relay runs. Each field's doc ends with its default.
@@ -98,6 +101,9 @@ pub struct RelayConfig {
     /// Where to serve `/metrics` (Prometheus), `/healthz` and `/readyz`;
     /// `None` serves nothing. Default: `None`.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How often to call `outbox.cleanup()` (dedup keys, history past
+    /// `outbox.retention`); `None` leaves it to a scheduler. Default: 60 s.
+    pub cleanup_interval: Option<Duration>,
 }
 
 impl RelayConfig {
@@ -117,6 +123,7 @@ impl RelayConfig {
             shutdown_grace: Duration::from_secs(10),
             reconnect_max: Duration::from_secs(5),
             metrics_addr: None,
+            cleanup_interval: Some(Duration::from_secs(60)),
         }
     }
 
@@ -162,6 +169,12 @@ impl RelayConfig {
                 "topics",
                 outbox_rules::topics(topics.iter().map(|t| Some(t.as_str()))),
             )?;
+        }
+        if self
+            .cleanup_interval
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return bad("cleanup_interval", "must be at least 1 second, or unset");
         }
         if self.db.get_hosts().is_empty() {
             return bad("db", "names no host");
@@ -314,6 +327,13 @@ impl<P: Publisher> Relay<P> {
                 Ok(())
             });
         }
+        if let Some(every) = self.config.cleanup_interval {
+            let shared = shared.clone();
+            tasks.spawn(async move {
+                cleaner::run(shared, every).await;
+                Ok(())
+            });
+        }
         if let Some(addr) = self.config.metrics_addr {
             let shared = shared.clone();
             tasks.spawn(async move {
@@ -358,38 +378,5 @@ impl<P: Publisher> Relay<P> {
         let (published, failed, dead, released, wakeups) = self.stats.snapshot();
         tracing::info!(published, failed, dead, released, wakeups, "relay stopped");
         ending.finish()
-    }
-}
-
-/// How the relay's tasks ended: the first error, the first panic.
-#[derive(Default)]
-struct Ending {
-    error: Option<Error>,
-    panic: Option<Box<dyn std::any::Any + Send>>,
-}
-
-impl Ending {
-    /// Note one task's end; true if the relay must stop because of it.
-    fn record(&mut self, joined: Result<Result<(), Error>, JoinError>) -> bool {
-        match joined {
-            Ok(Ok(())) => false,
-            Ok(Err(e)) => {
-                self.error.get_or_insert(e);
-                true
-            }
-            Err(e) if e.is_panic() => {
-                tracing::error!(error = %e, "a relay task panicked; shutting the relay down");
-                self.panic.get_or_insert(e.into_panic());
-                true
-            }
-            Err(_) => false, // aborted by the hard phase: expected
-        }
-    }
-
-    fn finish(self) -> Result<(), Error> {
-        if let Some(panic) = self.panic {
-            std::panic::resume_unwind(panic);
-        }
-        self.error.map_or(Ok(()), Err)
     }
 }

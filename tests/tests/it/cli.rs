@@ -8,14 +8,14 @@ use outbox_tests::{built_binary, TestDb};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Ran {
-    fn json(&self) -> Vec<Value> {
+    pub fn json(&self) -> Vec<Value> {
         assert_eq!(self.code, 0, "{}", self.stderr);
         serde_json::from_str::<Vec<Value>>(&self.stdout)
             .unwrap_or_else(|e| panic!("not a JSON array ({e}): {}", self.stdout))
@@ -23,7 +23,7 @@ impl Ran {
 }
 
 /// `outbox --database-url <db> args...`, stdin not a terminal.
-async fn outbox(db: &TestDb, args: &[&str]) -> Ran {
+pub(crate) async fn outbox(db: &TestDb, args: &[&str]) -> Ran {
     let url = db.connstr();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {

@@ -593,3 +593,42 @@ async fn dedup_privileges_follow_the_jobs() {
     a.query_one("SELECT outbox.cleanup()", &[]).await.unwrap();
     assert_eq!(count(&a, "SELECT count(*) FROM outbox.dedup").await, 1);
 }
+
+/// `outbox-relay` runs cleanup on its own (`--cleanup-interval`): the keys
+/// of the messages it published go without any scheduler, and with
+/// `--cleanup-interval 0` they stay.
+#[tokio::test]
+async fn the_relay_cleans_up_on_its_interval() {
+    use outbox_tests::{wait_until, RelayProcess, RELAY_PATIENCE};
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let keys: Vec<String> = (0..30).map(|k| format!("relay-{k}")).collect();
+    let payloads: Vec<Value> = keys.iter().map(|_| json!(1)).collect();
+    let ids: Vec<i64> = c
+        .query_one(
+            "SELECT outbox.enqueue_batch('orders', $1, dedup_keys => $2)",
+            &[&payloads, &keys],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let relay = RelayProcess::start(&db, &["--cleanup-interval", "0"]);
+    relay.wait_for_ids(&ids.iter().copied().collect()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        keys_left(&c).await,
+        30,
+        "--cleanup-interval 0 cleans nothing"
+    );
+    relay.terminate().await;
+
+    let relay = RelayProcess::start(&db, &["--cleanup-interval", "1s"]);
+    wait_until(RELAY_PATIENCE, || async { keys_left(&c).await == 0 }).await;
+    let (status, log) = relay.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(log.contains("cleanup removed"), "{log}");
+}
+
+async fn keys_left(c: &Client) -> i64 {
+    count(c, "SELECT count(*) FROM outbox.dedup").await
+}

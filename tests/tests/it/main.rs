@@ -11,6 +11,7 @@ mod after_commit;
 mod bad_input;
 mod claim;
 mod cli;
+mod cli_messages;
 mod client_errors;
 mod dead_letters;
 mod dedup;

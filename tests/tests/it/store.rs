@@ -259,3 +259,54 @@ async fn enqueue_with_a_dedup_key_answers_with_the_holder() {
         .get(0);
     assert_eq!(n, 3, "one message per key, and the keyless one");
 }
+
+/// `Store.list_messages`, `get_message` and `cleanup`: what the SQL
+/// functions answer, typed.
+#[tokio::test]
+async fn list_and_get_messages_from_rust() {
+    use outbox_client::{MessageFilter, MessageState};
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let a = Store
+        .enqueue(&c, &message("store.list", 1).with_tenant_id("acme"))
+        .await
+        .unwrap();
+    let b = Store.enqueue(&c, &message("store.list", 2)).await.unwrap();
+    let all = Store
+        .list_messages(&c, &MessageFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(all[0].state, MessageState::Ready);
+    assert_eq!(all[0].header("tenant-id").as_deref(), Some("acme"));
+    assert_eq!(all[1].payload, "{\"n\": 2}");
+    let acme = Store
+        .list_messages(&c, &MessageFilter::default().tenant_id("acme"))
+        .await
+        .unwrap();
+    assert_eq!(acme.len(), 1);
+    let next = Store
+        .list_messages(&c, &MessageFilter::default().after(a).max_rows(10))
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|m| m.id).collect::<Vec<_>>(), [b]);
+    let claim = Store.claim(&c, "store-test", 1, LEASE, None).await.unwrap();
+    let leased = Store.get_message(&c, a).await.unwrap().unwrap();
+    assert_eq!(
+        (leased.state, leased.lease_owner.as_deref()),
+        (MessageState::Leased, Some("store-test"))
+    );
+    let ids: Vec<i64> = claim.messages.iter().map(|m| m.id).collect();
+    Store
+        .complete_batch(&c, &ids, claim.messages[0].lease_token)
+        .await
+        .unwrap();
+    assert!(
+        Store.get_message(&c, a).await.unwrap().is_none(),
+        "published, not kept"
+    );
+    let err = Store.get_message(&c, 9999).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownMessage { .. }), "{err:?}");
+    assert_eq!(Store.cleanup(&c, 100).await.unwrap(), 0);
+    assert!("gone".parse::<MessageState>().is_err());
+}

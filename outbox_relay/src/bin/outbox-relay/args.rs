@@ -69,6 +69,12 @@ pub struct Args {
     #[arg(long, env = "OUTBOX_POLL_INTERVAL", value_parser = humantime::parse_duration)]
     pub poll_interval: Option<Duration>,
 
+    /// How often to call outbox.cleanup() (dedup keys no message holds,
+    /// history past outbox.retention); 0 leaves it to a scheduler of your
+    /// own (pg_cron, cron).
+    #[arg(long, env = "OUTBOX_CLEANUP_INTERVAL", value_parser = humantime::parse_duration)]
+    pub cleanup_interval: Option<Duration>,
+
     /// Do not LISTEN for the doorbell, only poll.
     #[arg(long, env = "OUTBOX_POLL_ONLY")]
     pub poll_only: bool,
@@ -196,6 +202,9 @@ pub fn relay_config(args: &Args, matches: &ArgMatches) -> Result<RelayConfig, St
         config.topics = Some(args.topics.clone());
     }
     set(&mut config.poll_interval, args.poll_interval);
+    if let Some(every) = args.cleanup_interval {
+        config.cleanup_interval = (!every.is_zero()).then_some(every);
+    }
     config.listen = !args.poll_only;
     config.pooler = args.pooler;
     set(&mut config.shutdown_grace, args.shutdown_grace);
@@ -301,6 +310,10 @@ pub fn command() -> Command {
         ("concurrency", relay.concurrency.to_string()),
         ("lease", time(relay.lease)),
         ("poll_interval", time(relay.poll_interval)),
+        (
+            "cleanup_interval",
+            relay.cleanup_interval.map_or_else(|| "0".into(), time),
+        ),
         ("shutdown_grace", time(relay.shutdown_grace)),
         ("http_timeout", time(HttpConfig::DEFAULT_TIMEOUT)),
         ("nats_url", nats.url),

@@ -11,6 +11,7 @@
 
 mod dead;
 mod inspect;
+mod messages;
 mod output;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -23,7 +24,7 @@ use std::process::ExitCode;
 /// Reading needs what outbox.grant_admin gives (SELECT on the outbox's
 /// views); requeue and purge need the admin functions.
 #[derive(Debug, Parser)]
-#[command(name = "outbox", version, about, long_about = None)]
+#[command(name = "outbox", version, long_about = None)]
 struct Args {
     #[command(flatten)]
     connection: ConnectionArgs,
@@ -55,9 +56,23 @@ enum Command {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(0..))]
         limit: i64,
     },
+    /// Messages in any state, oldest id first (outbox.list_messages).
+    Messages(messages::Filter),
+    /// One message by id, with its payload (outbox.get_message).
+    Message {
+        /// The outbox id.
+        id: i64,
+    },
     /// Dead letters: list, requeue, purge.
     #[command(subcommand)]
     Dead(dead::DeadCommand),
+    /// Remove dedup keys no message holds and history past
+    /// outbox.retention (outbox.cleanup), until nothing is left to remove.
+    Cleanup {
+        /// Rows per call (one short transaction each).
+        #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(i32).range(1..=1_000_000))]
+        max_rows: i32,
+    },
 }
 
 /// How a command failed: which exit status, and what to say.
@@ -130,7 +145,10 @@ async fn run(args: &Args, matches: &clap::ArgMatches) -> Result<(), Failure> {
         Command::Stats => inspect::stats(&client, json).await,
         Command::BlockedKeys { limit } => inspect::blocked_keys(&client, *limit, json).await,
         Command::Peek { topics, limit } => inspect::peek(&client, topics, *limit, json).await,
+        Command::Messages(filter) => messages::list(&client, filter, json).await,
+        Command::Message { id } => messages::show(&client, *id, json).await,
         Command::Dead(command) => dead::run(&client, command, json).await,
+        Command::Cleanup { max_rows } => messages::cleanup(&client, *max_rows, json).await,
     }
 }
 
