@@ -33,6 +33,11 @@ pub const CONFIGS: [(i32, usize); 9] = [
     (1000, 4),
 ];
 
+/// Outbox-only runs with `outbox.retention` on (every completed message is
+/// also written to `outbox.published`), against the same configurations
+/// with it off above.
+pub const RETENTION_CONFIGS: [(i32, usize); 2] = [(100, 2), (1000, 2)];
+
 /// Extra backlog so that overshoot (batches in flight when a slice is done)
 /// never empties it.
 const MARGIN: i64 = 50_000;
@@ -82,6 +87,15 @@ pub async fn prefill(admin: &Client, slice: i64) -> Result<()> {
             admin.query_one(&stmt, &[&p, &n]).await?;
             left -= i64::from(n);
         }
+    }
+    // The retention runs drain the outbox only: its backlog gets their
+    // slices on top.
+    let stmt = admin.prepare(FILL_OUTBOX).await?;
+    let mut left = slice * RETENTION_CONFIGS.len() as i64;
+    while left > 0 {
+        let n = left.min(i64::from(FILL_CHUNK)) as i32;
+        admin.query_one(&stmt, &[&p, &n]).await?;
+        left -= i64::from(n);
     }
     admin.batch_execute(PGQ_FILL_PROC).await?;
     let text = p.to_string();
@@ -141,6 +155,14 @@ impl Publisher for Discard {
     async fn publish(&self, batch: &[Message]) -> Vec<Delivery> {
         batch.iter().map(|_| Delivery::Acked).collect()
     }
+}
+
+/// The relay's connection settings with `outbox.retention` on (a startup
+/// option: the bench connects as a superuser, who may set it).
+pub fn with_retention(db: &Config) -> Config {
+    let mut db = db.clone();
+    db.options("-c outbox.retention=3600");
+    db
 }
 
 /// Drain `slice` messages from `system` with `batch` x `concurrency`.

@@ -42,7 +42,7 @@ const MESSAGE_TABLES: &str = "
 SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
 FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'outbox'
-WHERE c.relkind IN ('r', 'p') AND c.relname IN ('messages', 'side', 'log', 'dedup')
+WHERE c.relkind IN ('r', 'p') AND c.relname IN ('messages', 'side', 'log', 'dedup', 'published')
 ORDER BY 1";
 
 /// Plain tables of the outbox (not partitioned parents): what VACUUM takes.

@@ -205,6 +205,16 @@ impl Report {
                 self.cell(Pgq, "drain", c, b),
             );
         }
+        s += "\nWith `outbox.retention` on (every completed message also written to `outbox.published`), the outbox relay alone:\n\n| batch | concurrency | retention off | retention on |\n|---:|---:|---:|---:|\n";
+        for (b, c) in crate::drain::RETENTION_CONFIGS {
+            let b = b as usize;
+            let _ = writeln!(
+                s,
+                "| {b} | {c} | {} | {} |",
+                self.cell(Outbox, "drain", c, b),
+                self.cell(Outbox, "drain_retention", c, b),
+            );
+        }
 
         s
     }

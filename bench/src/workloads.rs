@@ -207,6 +207,34 @@ pub async fn drain_all(
         }
         progress.say(line + " msg/s");
     }
+    let kept = drain::with_retention(db);
+    for (batch, concurrency) in drain::RETENTION_CONFIGS {
+        let t = drain::run(
+            &kept,
+            admin,
+            System::Outbox,
+            batch,
+            concurrency,
+            plan.drain_slice as u64,
+        )
+        .await
+        .with_context(|| format!("draining outbox with retention at batch {batch} x{concurrency}"))?;
+        drain::settle(admin).await?;
+        progress.say(format_args!(
+            "W2: retention on, batch {batch} x{concurrency}: outbox {:.0} msg/s",
+            t.rows_per_sec()
+        ));
+        results.push(Measurement::new(
+            "W2",
+            System::Outbox,
+            "drain_retention",
+            concurrency,
+            batch as usize,
+            1,
+            t.rows_per_sec(),
+            t.wal_per_row(),
+        ));
+    }
     Ok(())
 }
 
