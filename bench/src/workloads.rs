@@ -218,7 +218,9 @@ pub async fn drain_all(
             plan.drain_slice as u64,
         )
         .await
-        .with_context(|| format!("draining outbox with retention at batch {batch} x{concurrency}"))?;
+        .with_context(|| {
+            format!("draining outbox with retention at batch {batch} x{concurrency}")
+        })?;
         drain::settle(admin).await?;
         progress.say(format_args!(
             "W2: retention on, batch {batch} x{concurrency}: outbox {:.0} msg/s",

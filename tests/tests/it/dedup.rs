@@ -632,3 +632,32 @@ async fn the_relay_cleans_up_on_its_interval() {
 async fn keys_left(c: &Client) -> i64 {
     count(c, "SELECT count(*) FROM outbox.dedup").await
 }
+
+/// In REPEATABLE READ, a key another transaction took after this one's
+/// snapshot is a serialization failure (40001, as documented), never a
+/// second message; retried, the transaction gets the holder's id.
+#[tokio::test]
+async fn repeatable_read_meets_a_newer_holder_with_a_serialization_failure() {
+    let db = TestDb::new().await;
+    let mut late = db.client().await;
+    let other = db.client().await;
+    let tx = late
+        .build_transaction()
+        .isolation_level(outbox_tests::tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .unwrap();
+    tx.query_one("SELECT 1", &[]).await.unwrap(); // the snapshot is taken
+    let first = enqueue_once(&other, "rr", json!(1)).await;
+    let e = tx
+        .query_one(
+            "SELECT outbox.enqueue('orders', '2', dedup_key => 'rr')",
+            &[],
+        )
+        .await
+        .expect_err("a key taken after the snapshot");
+    assert_eq!(sqlstate(&e), "40001", "{e:?}");
+    tx.rollback().await.unwrap();
+    assert_eq!(enqueue_once(&late, "rr", json!(3)).await, first, "retried");
+    assert_eq!(unfinished(&other).await, 1);
+}
