@@ -24,7 +24,8 @@ use super::{INT2_ARRAY, INT4, INT8, INT8_ARRAY, JSONB_ARRAY, TEXT, TEXT_ARRAY, T
 use crate::error::OutboxError;
 use crate::plans::Query;
 use crate::rawjsonb::RawJsonb;
-use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
+use crate::{clock, gucs, validate};
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::collections::{BTreeMap, HashSet};
@@ -98,6 +99,49 @@ pub(crate) struct Call<'a> {
     /// Until when a key taken by this call is held whatever its message's
     /// state: the delivery time plus the dedup window.
     pub held_until: TimestampWithTimeZone,
+}
+
+impl<'a> Call<'a> {
+    /// The call's shared values; the window (`dedup_window`, NULL:
+    /// `outbox.dedup_window`) is checked as it really reaches from the
+    /// delivery time.
+    pub(crate) fn new(
+        topic: &'a str,
+        deliver_at: Option<TimestampWithTimeZone>,
+        max_attempts: i32,
+        now: TimestampWithTimeZone,
+        window: Option<Interval>,
+    ) -> Result<Self, OutboxError> {
+        Ok(Call {
+            topic,
+            deliver_at,
+            max_attempts,
+            now,
+            held_until: held_until(now, deliver_at, window)?,
+        })
+    }
+}
+
+/// Until when a dedup key taken now is held whatever its message's state:
+/// the delivery time (now, or a later `deliver_at`) plus the window
+/// (`dedup_window`, NULL: `outbox.dedup_window`), as PostgreSQL adds them.
+fn held_until(
+    now: TimestampWithTimeZone,
+    deliver_at: Option<TimestampWithTimeZone>,
+    window: Option<Interval>,
+) -> Result<TimestampWithTimeZone, OutboxError> {
+    let due = match deliver_at {
+        Some(at) if at > now => at,
+        _ => now,
+    };
+    let window = window.unwrap_or_else(|| {
+        Interval::from_micros(i64::from(gucs::DEDUP_WINDOW_S.get()).saturating_mul(1_000_000))
+    });
+    let reached = clock::reach(due, window);
+    validate::dedup_window(reached.map(|(_, micros)| micros))?;
+    reached
+        .map(|(end, _)| end)
+        .ok_or_else(|| OutboxError::Internal("a validated dedup window has no end".into()))
 }
 
 /// Enqueue `items`; returns one id per item, in order: the new message's,
@@ -186,15 +230,26 @@ fn take(
     })?)
 }
 
-/// Who holds a key: (holder id, partition, inside its window), from
-/// `query` (PEEK reads, HELD also locks the row); `None` when the key has
-/// no row.
-fn holder(
+/// What a look at a key found.
+enum Look {
+    /// The key has no row: cleanup removed it after the take failed.
+    Gone,
+    /// Held by this message (unfinished, or inside its window).
+    Held(i64),
+    /// Its holder is finished and out of its window.
+    Free,
+}
+
+/// Look at `key` with `query` (PEEK reads, HELD also locks the row), and
+/// ask whether its holder is unfinished in a statement of its own, so that
+/// the question sees what committed before the lock was granted
+/// (dedup_held.sql says why).
+fn look(
     client: &mut SpiClient<'_>,
     query: &'static Query,
     key: &str,
     now: TimestampWithTimeZone,
-) -> Result<Option<(i64, i16, bool)>, OutboxError> {
+) -> Result<Look, OutboxError> {
     let args: [DatumWithOid; 2] = [key.into(), now.into()];
     let row = query.run(client, &args, |t| {
         if t.is_empty() {
@@ -208,8 +263,14 @@ fn holder(
         )))
     })?;
     match row {
-        None => Ok(None),
-        Some((Some(id), Some(part), Some(in_window))) => Ok(Some((id, part, in_window))),
+        None => Ok(Look::Gone),
+        Some((Some(holder), Some(part), Some(in_window))) => {
+            Ok(if in_window || unfinished(client, holder, part)? {
+                Look::Held(holder)
+            } else {
+                Look::Free
+            })
+        }
         Some(_) => Err(OutboxError::Internal(format!(
             "dedup key {key:?} has NULL columns"
         ))),
@@ -222,9 +283,8 @@ fn holder(
 /// the holder's id.
 ///
 /// The holder is read without a lock first (PEEK): a held key answers at
-/// once. One that looks free is locked (HELD) and asked again, each
-/// question in a statement of its own so that it sees what committed
-/// before the lock was granted (dedup_held.sql says why).
+/// once. One that looks free is locked (HELD) and asked again before it is
+/// handed over.
 fn settle_held(
     client: &mut SpiClient<'_>,
     key: &str,
@@ -233,26 +293,21 @@ fn settle_held(
     call: &Call<'_>,
     result: &mut i64,
 ) -> Result<bool, OutboxError> {
-    for _ in 0..MAX_ROUNDS {
-        let Some((seen, seen_part, in_window)) = holder(client, &PEEK, key, call.now)? else {
-            if retake(client, key, id, part, call)? {
-                return Ok(true);
+    'round: for _ in 0..MAX_ROUNDS {
+        for query in [&PEEK, &HELD] {
+            match look(client, query, key, call.now)? {
+                Look::Gone => {
+                    if retake(client, key, id, part, call)? {
+                        return Ok(true);
+                    }
+                    continue 'round;
+                }
+                Look::Held(holder) => {
+                    *result = holder;
+                    return Ok(false);
+                }
+                Look::Free => {}
             }
-            continue;
-        };
-        if in_window || unfinished(client, seen, seen_part)? {
-            *result = seen;
-            return Ok(false);
-        }
-        let Some((locked, locked_part, in_window)) = holder(client, &HELD, key, call.now)? else {
-            if retake(client, key, id, part, call)? {
-                return Ok(true);
-            }
-            continue;
-        };
-        if in_window || unfinished(client, locked, locked_part)? {
-            *result = locked;
-            return Ok(false);
         }
         let args: [DatumWithOid; 4] = [key.into(), id.into(), part.into(), call.held_until.into()];
         REPLACE.run(client, &args, |_| Ok(()))?;

@@ -75,28 +75,6 @@ fn resolve_max_attempts(max_attempts: Option<i32>) -> Result<i32, OutboxError> {
     }
 }
 
-/// Until when a dedup key taken now is held whatever its message's state:
-/// the delivery time (now, or a later `deliver_at`) plus the window
-/// (`dedup_window`, NULL: `outbox.dedup_window`), as PostgreSQL adds them.
-fn held_until(
-    now: TimestampWithTimeZone,
-    deliver_at: Option<TimestampWithTimeZone>,
-    window: Option<Interval>,
-) -> Result<TimestampWithTimeZone, OutboxError> {
-    let due = match deliver_at {
-        Some(at) if at > now => at,
-        _ => now,
-    };
-    let window = window.unwrap_or_else(|| {
-        Interval::from_micros(i64::from(gucs::DEDUP_WINDOW_S.get()).saturating_mul(1_000_000))
-    });
-    let reached = clock::reach(due, window);
-    validate::dedup_window(reached.map(|(_, micros)| micros))?;
-    reached
-        .map(|(end, _)| end)
-        .ok_or_else(|| OutboxError::Internal("a validated dedup window has no end".into()))
-}
-
 /// A dedup window is only meaningful with dedup keys: given alone it would
 /// silently deduplicate nothing.
 fn window_needs_keys(
@@ -176,13 +154,7 @@ fn enqueue_with_dedup(
     let now = check_deliver_at(deliver_at)?;
 
     if let Some(dedup_key) = dedup_key {
-        let call = Call {
-            topic,
-            deliver_at,
-            max_attempts,
-            now,
-            held_until: held_until(now, deliver_at, dedup_window)?,
-        };
+        let call = Call::new(topic, deliver_at, max_attempts, now, dedup_window)?;
         let item = Item {
             key,
             payload,
@@ -322,13 +294,7 @@ fn enqueue_batch_with_dedup(
     }
 
     if let Some(dedup_vec) = dedup_vec {
-        let call = Call {
-            topic,
-            deliver_at,
-            max_attempts,
-            now,
-            held_until: held_until(now, deliver_at, dedup_window)?,
-        };
+        let call = Call::new(topic, deliver_at, max_attempts, now, dedup_window)?;
         let items: Vec<Item<'_>> = (0..n)
             .map(|i| Item {
                 key: key_vec.as_ref().and_then(|v| v[i]),

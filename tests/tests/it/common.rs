@@ -74,6 +74,26 @@ pub async fn grant(c: &Client, grant: &str, role: &str) {
     .unwrap();
 }
 
+/// A producer, a relay and an admin (roles `<db>_<prefix>_producer` and so
+/// on, granted their jobs), connected: (producer, relay, admin).
+pub async fn job_clients(db: &outbox_tests::TestDb, prefix: &str) -> (Client, Client, Client) {
+    let su = db.client().await;
+    let mut clients = Vec::new();
+    for (job, grant_fn) in [
+        ("producer", "grant_producer"),
+        ("relay", "grant_relay"),
+        ("admin", "grant_admin"),
+    ] {
+        let role = db.create_role(&format!("{prefix}_{job}")).await;
+        grant(&su, grant_fn, &role).await;
+        clients.push(db.client_as(&role).await);
+    }
+    let admin = clients.pop().expect("three");
+    let relay = clients.pop().expect("three");
+    let producer = clients.pop().expect("three");
+    (producer, relay, admin)
+}
+
 pub async fn complete(c: &Client, m: &Claimed) -> bool {
     c.query_one("SELECT outbox.complete($1, $2)", &[&m.id, &m.token])
         .await

@@ -555,16 +555,7 @@ async fn cleanup_and_producers_on_the_same_keys_agree() {
 #[tokio::test]
 async fn dedup_privileges_follow_the_jobs() {
     let db = TestDb::new().await;
-    let su = db.client().await;
-    let producer = db.create_role("dd_producer").await;
-    let relay = db.create_role("dd_relay").await;
-    let admin = db.create_role("dd_admin").await;
-    grant(&su, "grant_producer", &producer).await;
-    grant(&su, "grant_relay", &relay).await;
-    grant(&su, "grant_admin", &admin).await;
-    let p = db.client_as(&producer).await;
-    let r = db.client_as(&relay).await;
-    let a = db.client_as(&admin).await;
+    let (p, r, a) = job_clients(&db, "dd").await;
 
     let id = enqueue_once(&p, "k", json!(1)).await;
     assert_eq!(enqueue_once(&p, "k", json!(2)).await, id);

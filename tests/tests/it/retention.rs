@@ -250,16 +250,7 @@ async fn cleaners_and_completing_relays_run_together() {
 #[tokio::test]
 async fn history_privileges_follow_the_jobs() {
     let db = with_retention("1h").await;
-    let su = db.client().await;
-    let producer = db.create_role("h_producer").await;
-    let relay = db.create_role("h_relay").await;
-    let admin = db.create_role("h_admin").await;
-    grant(&su, "grant_producer", &producer).await;
-    grant(&su, "grant_relay", &relay).await;
-    grant(&su, "grant_admin", &admin).await;
-    let p = db.client_as(&producer).await;
-    let r = db.client_as(&relay).await;
-    let a = db.client_as(&admin).await;
+    let (p, r, a) = job_clients(&db, "h").await;
     enqueue(&p, "orders", json!(1)).await;
     let m = claim(&r, "relay", 10).await.remove(0);
     assert!(
