@@ -215,6 +215,17 @@ pub fn value(ty: &str, rng: &mut ChaCha8Rng, live: &Live) -> Option<String> {
     Some(match ty {
         "text" => text(rng),
         "integer" => int(rng, 32),
+        // outbox._message_unfinished(): a log partition, owner only.
+        "smallint" => [
+            "NULL::smallint",
+            "0::smallint",
+            "-1::smallint",
+            "15::smallint",
+            "1023::smallint",
+            "32767::smallint",
+        ]
+        .choose(rng)?
+        .to_string(),
         "bigint" => id(rng, live),
         "boolean" => ["NULL::boolean", "true", "false"].choose(rng)?.to_string(),
         "interval" => interval(rng),
