@@ -54,6 +54,21 @@ pub use wait::{wait_for, wait_until, POLL_INTERVAL};
 /// Re-export, so tests use the same `tokio_postgres` version as the harness.
 pub use tokio_postgres;
 
+/// Functions in schema `outbox` that carry no `SET search_path` on purpose:
+/// bodies of pinned wrappers and helpers that only pinned functions call,
+/// inlined or called per row where a SET clause would cost every call
+/// (sql/claim.sql, schema.sql, dedup.sql, state.sql, inspect.sql say why).
+/// They must be SECURITY INVOKER and executable by their owner only
+/// (tests/tests/security/shadowing.rs checks both); every other function
+/// pins search_path (tests/tests/it/privileges.rs).
+pub const UNPINNED_BODIES: &[&str] = &[
+    "_claim",
+    "_window_snapshot",
+    "_message_unfinished",
+    "_state",
+    "_listing",
+];
+
 /// Quotes an SQL identifier (`"name"`, inner `"` doubled).
 ///
 /// ```

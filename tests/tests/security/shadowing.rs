@@ -16,7 +16,7 @@
 
 use crate::common::*;
 use outbox_tests::tokio_postgres::Client;
-use outbox_tests::{describe_error, quote_ident, TestDb};
+use outbox_tests::{describe_error, quote_ident, TestDb, UNPINNED_BODIES};
 
 /// The SECURITY DEFINER functions scenario.rs exercises, by name.
 const SCENARIO_COVERS: &[&str] = &[
@@ -197,19 +197,6 @@ fn plant(s: &str) -> String {
     }
     sql
 }
-
-/// Functions that are the body of a pinned wrapper or a helper of pinned
-/// functions and run only inside them: they carry no SET clause on purpose
-/// (sql/claim.sql and schema.sql say why: a SET clause is applied on every
-/// call), so they must be SECURITY INVOKER and executable by nobody but
-/// their owner.
-const UNPINNED_BODIES: &[&str] = &[
-    "_claim",
-    "_window_snapshot",
-    "_message_unfinished",
-    "_state",
-    "_listing",
-];
 
 #[tokio::test]
 async fn unpinned_bodies_are_invoker_and_owner_only() {
