@@ -391,8 +391,10 @@ COMMENT ON FUNCTION outbox.get_message(bigint) IS
 --   skipped (counted as looked at) and met again by a later call.
 -- * The history is deleted oldest first through its published_at index,
 --   max_rows at a time: a short transaction, never one long DELETE.
--- * FOR UPDATE SKIP LOCKED: a key a producer is re-taking right now is that
---   producer's; two cleaners never wait for each other.
+-- * FOR UPDATE SKIP LOCKED, for keys and history alike: a key a producer is
+--   re-taking right now is that producer's, and rows another cleaner is
+--   deleting are its own; two cleaners (several relays) never wait for
+--   each other.
 -- * Lock, then ask, in two statements: asked in the locking statement, a key
 --   a producer had just handed to a new message was judged on the old
 --   snapshot, in which that message did not exist yet, and removed while
@@ -441,7 +443,8 @@ BEGIN
                    FROM outbox.published AS o
                    WHERE o.published_at <= (SELECT outbox._now()) - keep
                    ORDER BY o.published_at
-                   LIMIT max_rows);
+                   LIMIT max_rows
+                   FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS history = ROW_COUNT;
     RETURN keys + history;
 END;
