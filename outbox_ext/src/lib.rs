@@ -19,6 +19,7 @@ pub mod api;
 pub mod clock;
 pub mod error;
 pub mod gucs;
+pub mod outboxes;
 pub mod plans;
 pub mod rawjsonb;
 pub mod redact;
@@ -66,6 +67,11 @@ pgrx::extension_sql_file!(
         "dedup",
         "history"
     ]
+);
+pgrx::extension_sql_file!(
+    "../../sql/outboxes.sql",
+    requires = [outboxes::check_outbox_name],
+    name = "outboxes"
 );
 pgrx::extension_sql_file!("../../sql/grants.sql", finalize);
 

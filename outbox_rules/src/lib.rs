@@ -5,12 +5,14 @@
 
 mod limits;
 mod names;
+mod outbox_name;
 mod trace;
 
 pub use limits::{
     batch_size, dedup_window, deliver_at, doorbell_wait, lease, max_attempts, retry_in,
 };
 pub use names::{dedup_key, headers, headers_unreadable, key, owner, topic, topics};
+pub use outbox_name::{outbox_name, MAX_OUTBOX_NAME_BYTES};
 pub use trace::{
     traceparent, tracestate, TraceParent, MAX_TRACESTATE_MEMBERS, TRACEPARENT, TRACESTATE,
 };

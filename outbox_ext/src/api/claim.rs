@@ -88,6 +88,7 @@ fn claim(
     batch_size: Option<i32>,
     lease: Option<Interval>,
     topics: Option<Array<'_, &str>>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> Result<
     TableIterator<
         'static,
@@ -105,6 +106,7 @@ fn claim(
     >,
     ErrorReport,
 > {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let owner = required(owner, "owner")?;
     validate::owner(owner).map_err(OutboxError::from)?;
     let batch_size = required(batch_size, "batch_size")?;

@@ -25,10 +25,10 @@ use pgrx::datum::Interval;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use pgrx::{direct_function_call, IntoDatum};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
-/// The channel relays LISTEN on.
+/// The channel relays of the default outbox LISTEN on.
 pub const DOORBELL_CHANNEL: &str = "outbox_doorbell";
 
 thread_local! {
@@ -36,18 +36,28 @@ thread_local! {
     static EXIT_HOOK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// outbox.doorbell_gate in the current database, if the extension exists.
-fn gate() -> Option<Oid> {
-    // SAFETY: two syscache lookups with valid NUL-terminated names;
-    // missing_ok = true, so a missing schema yields InvalidOid, not an ERROR.
-    let relid = unsafe {
-        let schema = pg_sys::get_namespace_oid(c"outbox".as_ptr(), true);
-        if schema == Oid::INVALID {
-            return None;
-        }
-        pg_sys::get_relname_relid(c"doorbell_gate".as_ptr(), schema)
-    };
+/// The gate of the outbox in `schema` (a named outbox's, or outbox.doorbell_gate).
+fn gate_in(schema: Oid) -> Option<Oid> {
+    if schema == Oid::INVALID {
+        return None;
+    }
+    // SAFETY: a syscache lookup with a valid NUL-terminated name; an unknown
+    // name yields InvalidOid, not an ERROR.
+    let relid = unsafe { pg_sys::get_relname_relid(c"doorbell_gate".as_ptr(), schema) };
     (relid != Oid::INVALID).then_some(relid)
+}
+
+/// The gate of the current call's outbox (outboxes.rs).
+fn gate() -> Option<Oid> {
+    gate_in(crate::outboxes::schema_oid())
+}
+
+/// The channel of the outbox in `schema`: `<schema>_doorbell`, so the
+/// default outbox's is outbox_doorbell and billing's outbox_billing_doorbell
+/// (doorbell_channel() returns the same, renamed by outbox._in_outbox()).
+fn channel(schema: Oid) -> String {
+    crate::outboxes::named_schema(schema)
+        .map_or_else(|| DOORBELL_CHANNEL.to_owned(), |s| format!("{s}_doorbell"))
 }
 
 /// The lock tag of a relation in the current database (SET_LOCKTAG_RELATION).
@@ -63,12 +73,15 @@ fn relation_tag(relid: Oid) -> pg_sys::LOCKTAG {
     }
 }
 
-/// AFTER INSERT ... FOR EACH STATEMENT on outbox.messages.
+/// AFTER INSERT ... FOR EACH STATEMENT on an outbox's log and side table:
+/// the gate and the channel are those of the table's schema (its outbox).
 #[pg_trigger]
 fn _doorbell<'a>(
-    _trigger: &'a PgTrigger<'a>,
+    trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
-    let Some(gate) = gate() else {
+    // SAFETY: a syscache lookup by the trigger's own relation OID.
+    let schema = unsafe { pg_sys::get_rel_namespace(trigger.relid()?) };
+    let Some(gate) = gate_in(schema) else {
         return Ok(None);
     };
     // SAFETY: gate is a relation OID of this database; a conditional lock
@@ -81,7 +94,7 @@ fn _doorbell<'a>(
         unsafe {
             direct_function_call::<()>(
                 pg_sys::pg_notify,
-                &[DOORBELL_CHANNEL.into_datum(), "".into_datum()],
+                &[channel(schema).into_datum(), "".into_datum()],
             );
         }
     }
@@ -98,18 +111,19 @@ fn _doorbell<'a>(
 /// ```
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn doorbell_arm(wait: default!(Option<Interval>, "'5 seconds'")) -> OutboxResult<&'static str> {
+fn doorbell_arm(wait: default!(Option<Interval>, "'5 seconds'"), fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<&'static str> {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let wait = required(wait, "wait")?;
     let wait_micros = super::micros(&wait);
     crate::validate::doorbell_wait(wait_micros).map_err(OutboxError::from)?;
     let gate =
-        gate().ok_or_else(|| OutboxError::Internal("outbox.doorbell_gate is missing".into()))?;
+        gate().ok_or_else(|| OutboxError::Internal("the outbox's doorbell_gate is missing".into()))?;
     let tag = relation_tag(gate);
     if armed(&tag) {
         return Ok("armed");
     }
     register_exit_hook();
-    ARMED_GATE.set(Some(gate));
+    remember_gate(gate);
     // At most 24 hours (validated above), so the addition cannot overflow.
     let deadline = Instant::now() + Duration::from_micros(u64::try_from(wait_micros).unwrap_or(0));
     loop {
@@ -144,7 +158,8 @@ fn doorbell_arm(wait: default!(Option<Interval>, "'5 seconds'")) -> OutboxResult
 /// Returns false if this session was not armed.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn doorbell_disarm() -> bool {
+fn doorbell_disarm(fcinfo: pg_sys::FunctionCallInfo) -> bool {
+    let _outbox = crate::outboxes::enter(fcinfo);
     gate().is_some_and(|gate| release(&relation_tag(gate)))
 }
 
@@ -177,18 +192,22 @@ fn register_exit_hook() {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn release_at_exit(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
-    if let Some(gate) = gate_at_exit() {
+    for gate in ARMED_GATES.take() {
         release(&relation_tag(gate));
     }
 }
 
-/// The gate's OID without catalog access: at exit there may be no
-/// transaction to do lookups in, so remember the OID when arming instead.
-fn gate_at_exit() -> Option<Oid> {
-    ARMED_GATE.get()
+/// Remember a gate for the exit hook: at exit there may be no transaction
+/// to do catalog lookups in. One per outbox this session slept on.
+fn remember_gate(gate: Oid) {
+    ARMED_GATES.with_borrow_mut(|gates| {
+        if !gates.contains(&gate) {
+            gates.push(gate);
+        }
+    });
 }
 
 thread_local! {
-    /// The gate OID of the last arm in this backend, for the exit hook.
-    static ARMED_GATE: Cell<Option<Oid>> = const { Cell::new(None) };
+    /// The gates this backend armed, for the exit hook.
+    static ARMED_GATES: RefCell<Vec<Oid>> = const { RefCell::new(Vec::new()) };
 }

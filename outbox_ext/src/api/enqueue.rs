@@ -102,6 +102,7 @@ fn enqueue(
     headers: Option<RawJsonb>,
     deliver_at: Option<TimestampWithTimeZone>,
     max_attempts: Option<i32>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> OutboxResult<i64> {
     enqueue_with_dedup(
         topic,
@@ -112,6 +113,7 @@ fn enqueue(
         max_attempts,
         None,
         None,
+        fcinfo,
     )
 }
 
@@ -135,7 +137,9 @@ fn enqueue_with_dedup(
     max_attempts: default!(Option<i32>, "NULL"),
     dedup_key: default!(Option<&str>, "NULL"),
     dedup_window: default!(Option<Interval>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> OutboxResult<i64> {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let topic = required(topic, "topic")?;
     validate::topic(topic).map_err(OutboxError::from)?;
     let payload = required(payload, "payload")?;
@@ -192,6 +196,7 @@ fn enqueue_batch(
     headers: Option<Array<'_, RawJsonb>>,
     deliver_at: Option<TimestampWithTimeZone>,
     max_attempts: Option<i32>,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> OutboxResult<Vec<i64>> {
     enqueue_batch_with_dedup(
         topic,
@@ -202,6 +207,7 @@ fn enqueue_batch(
         max_attempts,
         None,
         None,
+        fcinfo,
     )
 }
 
@@ -251,7 +257,9 @@ fn enqueue_batch_with_dedup(
     max_attempts: default!(Option<i32>, "NULL"),
     dedup_keys: default!(Option<Array<'_, &str>>, "NULL"),
     dedup_window: default!(Option<Interval>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> OutboxResult<Vec<i64>> {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let topic = required(topic, "topic")?;
     validate::topic(topic).map_err(OutboxError::from)?;
     let payloads = required(payloads, "payloads")?;

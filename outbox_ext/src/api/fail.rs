@@ -46,6 +46,7 @@ fn fail(
     error: default!(Option<&str>, "NULL"),
     retry_in: default!(Option<Interval>, "NULL"),
     permanent: default!(Option<bool>, false),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> Result<
     TableIterator<
         'static,
@@ -57,6 +58,7 @@ fn fail(
     >,
     ErrorReport,
 > {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
     let permanent = required(permanent, "permanent")?;

@@ -7,7 +7,9 @@ use crate::plans::Query;
 use crate::xact;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use std::cell::Cell;
+use pgrx::pg_sys::Oid;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 static ROTATE: Query = Query {
@@ -20,15 +22,20 @@ static ROTATE: Query = Query {
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 thread_local! {
-    static LAST_CHECK: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// When this backend last looked, per outbox (schema OID, outboxes.rs):
+    /// each outbox rotates on its own, and _rotate() also creates an
+    /// outbox's partition rows on its first claim.
+    static LAST_CHECK: RefCell<HashMap<Oid, Instant>> = RefCell::new(HashMap::new());
 }
 
-/// Run `outbox._rotate()` if this backend has not in the last second.
+/// Run `outbox._rotate()` (of the call's outbox) if this backend has not in
+/// the last second.
 pub(crate) fn maybe_rotate(client: &mut SpiClient<'_>) -> Result<(), OutboxError> {
-    let due = LAST_CHECK.with(|last| match last.get() {
+    let outbox = crate::outboxes::current();
+    let due = LAST_CHECK.with_borrow_mut(|last| match last.get(&outbox) {
         Some(at) if at.elapsed() < CHECK_EVERY => false,
         _ => {
-            last.set(Some(Instant::now()));
+            last.insert(outbox, Instant::now());
             true
         }
     });

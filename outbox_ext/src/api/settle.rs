@@ -149,7 +149,8 @@ fn guarded(
 /// ```
 #[pg_extern(name = "complete", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn complete_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool> {
+fn complete_one(id: Option<i64>, lease_token: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<bool> {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
     Ok(guarded(LogStep::Complete, &COMPLETE, vec![id], token, None)?.0 == 1)
@@ -163,7 +164,8 @@ fn complete_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool
 /// ```
 #[pg_extern(name = "complete_batch", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn complete_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>) -> OutboxResult<i32> {
+fn complete_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<i32> {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let ids = ids_from(ids)?;
     let token = required(lease_token, "lease_token")?;
     Ok(count(
@@ -175,7 +177,8 @@ fn complete_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>) -> Outb
 /// attempt (a relay shutting down). Returns false if the lease is stale.
 #[pg_extern(name = "release", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn release_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool> {
+fn release_one(id: Option<i64>, lease_token: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<bool> {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
     Ok(guarded(LogStep::Detach, &RELEASE, vec![id], token, None)?.0 == 1)
@@ -184,7 +187,8 @@ fn release_one(id: Option<i64>, lease_token: Option<Uuid>) -> OutboxResult<bool>
 /// Give leased messages back. Returns how many the token still held.
 #[pg_extern(name = "release_batch", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn release_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>) -> OutboxResult<i32> {
+fn release_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<i32> {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let ids = ids_from(ids)?;
     let token = required(lease_token, "lease_token")?;
     Ok(count(
@@ -200,7 +204,9 @@ fn extend_one(
     id: Option<i64>,
     lease_token: Option<Uuid>,
     lease: default!(Option<Interval>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> OutboxResult<Option<TimestampWithTimeZone>> {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
     let lease_end = lease_deadline(crate::clock::now(), lease)?;
@@ -214,7 +220,9 @@ fn extend_many(
     ids: Option<Array<'_, i64>>,
     lease_token: Option<Uuid>,
     lease: default!(Option<Interval>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> OutboxResult<i32> {
+    let _outbox = crate::outboxes::enter(fcinfo);
     let ids = ids_from(ids)?;
     let token = required(lease_token, "lease_token")?;
     let lease_end = lease_deadline(crate::clock::now(), lease)?;
