@@ -88,10 +88,6 @@ BEGIN
         'rotate', 'set_partitions'], outbox);
     EXECUTE format('GRANT SELECT ON %1$I.messages, %1$I.dead_letters, %1$I.side, %1$I.log,'
                    ' %1$I.partitions, %1$I.segments, %1$I.dedup, %1$I.published TO %2$s', target, role);
-    IF outbox IS NULL THEN
-        -- The default outbox's admins see which named outboxes exist.
-        EXECUTE format('GRANT SELECT ON outbox.outboxes TO %s', role);
-    END IF;
 END;
 $$;
 

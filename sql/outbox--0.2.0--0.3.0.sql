@@ -15,6 +15,8 @@
 --   EXECUTE on the new one. The 0.2.0 functions' C symbols (enqueue_wrapper,
 --   enqueue_batch_wrapper) stay in the library for the 0.1.0 and 0.2.0
 --   install scripts; the new ones bind new symbols.
+-- * Named outboxes: outbox.outboxes, create_outbox(), drop_outbox() and
+--   their helpers (sql/outboxes.sql); the grant functions take an outbox.
 -- * Relays get cleanup(); admins get cleanup(), list_messages(),
 --   get_message() and SELECT on outbox.dedup and outbox.published, as
 --   grant_relay and grant_admin give them now.
@@ -521,35 +523,485 @@ $$;
 DROP FUNCTION outbox.enqueue(text, jsonb, text, jsonb, timestamptz, integer);
 DROP FUNCTION outbox.enqueue_batch(text, jsonb[], text[], jsonb[], timestamptz, integer);
 
--- The grant functions as sql/grants.sql has them now.
-CREATE OR REPLACE FUNCTION outbox.grant_relay(role regrole) RETURNS void
+-- Named outboxes (sql/outboxes.sql, copied below) and the grant functions
+-- with their `outbox` argument (sql/grants.sql): a new argument cannot be
+-- added with CREATE OR REPLACE, so the 0.2.0 grant functions are dropped
+-- and created again. Nobody but the owner could execute them, so no grant
+-- is lost.
+DROP FUNCTION outbox.grant_producer(regrole);
+DROP FUNCTION outbox.grant_relay(regrole);
+DROP FUNCTION outbox.grant_admin(regrole);
+DROP FUNCTION outbox.revoke_all(regrole);
+DROP FUNCTION outbox._grant_functions(regrole, text[]);
+
+CREATE FUNCTION outbox."_check_outbox_name"(
+	"name" TEXT
+) RETURNS VOID
+IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'check_outbox_name_wrapper';
+
+-- Named outboxes: one database, several isolated outboxes (one per service),
+-- each with its own tables, write contention, rotation, doorbell and grants.
+--
+-- A named outbox 'billing' is the schema outbox_billing holding a copy of
+-- every per-outbox object of the default outbox (schema outbox): the log and
+-- its segments, the partitions, the side table, dead letters, dedup keys,
+-- the history, the doorbell gate, the messages view and the API functions.
+-- Its functions are the same code (the C functions bind the same symbols;
+-- the SQL and PL/pgSQL bodies are the default ones with outbox.<object>
+-- renamed to outbox_billing.<object>), so
+--
+--   SELECT outbox_billing.enqueue('invoice.sent', '{"id": 7}');
+--   SELECT * FROM outbox_billing.claim('relay-1');
+--
+-- behave exactly as outbox.enqueue and outbox.claim do, on billing's tables.
+--
+-- Why a schema per outbox, and not an `outbox => 'billing'` argument:
+-- * Privileges. EXECUTE is granted per function; a SECURITY DEFINER
+--   function cannot tell which outbox its caller may use. With one schema
+--   per outbox a billing producer holds USAGE on outbox_billing and EXECUTE
+--   on its enqueue, and nothing in schema outbox or outbox_accounting.
+-- * Contention. Each outbox has its own log, partitions and gate, so two
+--   busy services never lock each other's rows (docs/bench measures it).
+-- * The default outbox's calls stay exactly as they are.
+--
+-- How a C function knows its outbox: PostgreSQL passes the called
+-- function's OID; its schema is the outbox (outbox_ext/src/outboxes.rs), and
+-- every kept plan is prepared per schema with outbox._in_outbox() applied.
+--
+-- Shared by all outboxes (outbox._shared_names()): the message id sequence
+-- (ids are unique in the database), the GUCs, the registry below, the
+-- doorbell trigger function, the pure helpers, and the functions that
+-- manage outboxes and grants. Not extension members: pg_dump dumps an
+-- outbox's schema as ordinary objects and the registry as configuration,
+-- and DROP EXTENSION needs every named outbox dropped first (its triggers
+-- depend on outbox._doorbell).
+
+CREATE TABLE outbox.outboxes (
+    name       text        NOT NULL,
+    schema     name        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+    CONSTRAINT outboxes_pkey PRIMARY KEY (name),
+    CONSTRAINT outboxes_schema_key UNIQUE (schema)
+);
+
+COMMENT ON TABLE outbox.outboxes IS
+    'The named outboxes (outbox.create_outbox): name and schema. The default outbox is schema outbox and has no row.';
+
+SELECT pg_catalog.pg_extension_config_dump('outbox.outboxes', '');
+
+-- The objects of schema outbox that every outbox shares: never cloned, and
+-- never renamed in a cloned body. Everything else in schema outbox is per
+-- outbox, so a new table or API function is cloned without a change here;
+-- a new shared helper may be added here (cloning it would be harmless,
+-- only wasteful).
+CREATE FUNCTION outbox._shared_names() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[
+        -- relations
+        'message_id', 'outboxes', 'outboxes_pkey', 'outboxes_schema_key',
+        -- the trigger function (looks up its gate by the table's schema)
+        '_doorbell',
+        -- pure helpers and the clock
+        '_window_snapshot', '_state', '_max_rows', '_check_state', '_issued_id',
+        '_next_xid', '_now', '_retention',
+        -- outboxes and grants
+        '_shared_names', '_cloned_names', '_in_outbox', '_check_outbox_name',
+        '_outbox_schema', '_clone_functions', 'create_outbox', 'drop_outbox',
+        '_refresh_outboxes', '_grant_functions', 'grant_producer', 'grant_relay',
+        'grant_admin', 'revoke_all']::text[]
+$$;
+
+-- The per-outbox names: every table, sequence, view and function of schema
+-- outbox that is not shared.
+CREATE FUNCTION outbox._cloned_names() RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.array_agg(DISTINCT n.name ORDER BY n.name)
+    FROM (SELECT c.relname::text AS name FROM pg_catalog.pg_class AS c
+          WHERE c.relnamespace = 'outbox'::regnamespace AND c.relkind IN ('r', 'p', 'S', 'v')
+          UNION ALL
+          SELECT p.proname::text FROM pg_catalog.pg_proc AS p
+          WHERE p.pronamespace = 'outbox'::regnamespace) AS n
+    WHERE n.name <> ALL (outbox._shared_names())
+$$;
+
+-- The rename rule, in one place: a statement or body written for the
+-- default outbox, made to work on the outbox in schema `target`.
+--   outbox.<per-outbox object>  ->  target.<object> (whole words only, so
+--                                   outbox.log_segment is not outbox.log)
+--   'outbox.%I' (rotation's dynamic segment names) -> 'target.%I'
+--   'outbox_doorbell' (doorbell_channel)            -> 'target_doorbell'
+-- Used for every cloned function and view, and by the C functions for their
+-- kept plans (plans.rs). Object names are [a-z0-9_] and target is a
+-- validated outbox schema, so nothing here needs quoting.
+CREATE FUNCTION outbox._in_outbox(sql text, target name) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.replace(pg_catalog.replace(
+               pg_catalog.regexp_replace(
+                   sql,
+                   '\moutbox\.(' || pg_catalog.array_to_string(outbox._cloned_names(), '|') || ')\M',
+                   target || '.\1', 'g'),
+               'outbox.%I', target || '.%I'),
+           '''outbox_doorbell''', '''' || target || '_doorbell''')
+$$;
+
+-- The schema of an outbox: NULL is the default outbox (schema outbox).
+CREATE FUNCTION outbox._outbox_schema(outbox text) RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s name;
+BEGIN
+    IF outbox IS NULL THEN
+        RETURN 'outbox';
+    END IF;
+    SELECT o.schema INTO s FROM outbox.outboxes AS o WHERE o.name = outbox;
+    IF s IS NULL THEN
+        RAISE EXCEPTION 'there is no outbox named "%"', outbox
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with SELECT outbox.create_outbox(''' || outbox || '''); the existing ones are in outbox.outboxes.';
+    END IF;
+    RETURN s;
+END;
+$$;
+
+-- (Re)create the per-outbox functions of schema `target` from the default
+-- outbox's, renamed. CREATE OR REPLACE keeps each function's grants, so
+-- _refresh_outboxes() can run it again after an upgrade.
+CREATE FUNCTION outbox._clone_functions(target name) RETURNS void
+LANGUAGE plpgsql VOLATILE
+-- A SQL function's body is checked when it is created; the functions and
+-- the messages view refer to each other, so bodies are checked when called.
+SET check_function_bodies = off
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f record;
+BEGIN
+    -- Only into a registered outbox's schema: never over the default
+    -- outbox's functions, nor into any other schema.
+    IF (SELECT count(*) FROM outbox.outboxes AS o WHERE o.schema = target) = 0 THEN
+        RAISE EXCEPTION 'schema % is not a named outbox''s', target
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The named outboxes are in outbox.outboxes.';
+    END IF;
+    FOR f IN
+        SELECT p.oid, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
+               pg_catalog.obj_description(p.oid, 'pg_proc') AS about
+        FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace = 'outbox'::regnamespace
+          AND p.proname <> ALL (outbox._shared_names())
+        ORDER BY p.proname, p.oid
+    LOOP
+        EXECUTE outbox._in_outbox(pg_catalog.pg_get_functiondef(f.oid), target);
+        IF f.about IS NOT NULL THEN
+            EXECUTE format('COMMENT ON FUNCTION %I.%I(%s) IS %L', target, f.proname, f.args,
+                           outbox._in_outbox(f.about, target));
+        END IF;
+    END LOOP;
+    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM PUBLIC', target);
+END;
+$$;
+
+-- outbox.create_outbox('billing'): a new, empty outbox in schema
+-- outbox_billing, with the default number of log partitions (16, as a fresh
+-- install: change it with outbox_billing.set_partitions(n)). Only the
+-- extension owner or a superuser can create one (no role is granted it);
+-- its objects belong to the extension owner, like the default outbox's.
+CREATE FUNCTION outbox.create_outbox(name text) RETURNS name
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET check_function_bodies = off
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target name;
+    r record;
+BEGIN
+    PERFORM outbox._check_outbox_name(name);
+    target := 'outbox_' || name;
+    IF EXISTS (SELECT 1 FROM outbox.outboxes AS o WHERE o.name = create_outbox.name) THEN
+        RAISE EXCEPTION 'outbox "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Use it as schema ' || target || ', or drop it first with outbox.drop_outbox(''' || name || ''').';
+    END IF;
+    IF pg_catalog.to_regnamespace(target) IS NOT NULL THEN
+        RAISE EXCEPTION 'schema % already exists and is not an outbox', target
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'Pick another outbox name, or rename that schema.';
+    END IF;
+    EXECUTE format('CREATE SCHEMA %I', target);
+    INSERT INTO outbox.outboxes (name, schema) VALUES (name, target);
+
+    FOR r IN
+        SELECT c.relname, s.seqtypid::regtype AS typ, s.seqincrement, s.seqmin, s.seqmax, s.seqstart,
+               s.seqcache, s.seqcycle
+        FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_sequence AS s ON s.seqrelid = c.oid
+        WHERE c.relnamespace = 'outbox'::regnamespace AND c.relkind = 'S'
+          AND c.relname <> ALL (outbox._shared_names())
+    LOOP
+        EXECUTE format('CREATE SEQUENCE %I.%I AS %s INCREMENT %s MINVALUE %s MAXVALUE %s START %s CACHE %s %s',
+                       target, r.relname, r.typ, r.seqincrement, r.seqmin, r.seqmax, r.seqstart,
+                       r.seqcache, CASE WHEN r.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END);
+    END LOOP;
+    -- The log layout of a fresh install: 16 partitions, segment 0 current
+    -- (schema.sql explains the encoding).
+    PERFORM pg_catalog.setval(format('%I.log_segment', target), 16 * 3221225472, true);
+
+    -- Tables before their partitions; LIKE ... INCLUDING ALL copies columns,
+    -- defaults, checks, indexes, compression, storage and comments.
+    FOR r IN
+        SELECT c.oid, c.relname, c.relkind, c.reloptions, parent.relname AS parent,
+               pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound,
+               CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partkey
+        FROM pg_catalog.pg_class AS c
+        LEFT JOIN pg_catalog.pg_inherits AS i ON i.inhrelid = c.oid
+        LEFT JOIN pg_catalog.pg_class AS parent ON parent.oid = i.inhparent
+        WHERE c.relnamespace = 'outbox'::regnamespace AND c.relkind IN ('r', 'p')
+          AND c.relname <> ALL (outbox._shared_names())
+        ORDER BY c.relispartition, c.relname
+    LOOP
+        IF r.parent IS NULL THEN
+            EXECUTE format('CREATE TABLE %I.%I (LIKE outbox.%I INCLUDING ALL)%s%s', target, r.relname,
+                           r.relname,
+                           CASE WHEN r.partkey IS NOT NULL THEN ' PARTITION BY ' || r.partkey ELSE '' END,
+                           CASE WHEN r.reloptions IS NOT NULL
+                                THEN ' WITH (' || pg_catalog.array_to_string(r.reloptions, ', ') || ')'
+                                ELSE '' END);
+        ELSE
+            EXECUTE format('CREATE TABLE %I.%I PARTITION OF %I.%I %s%s', target, r.relname, target,
+                           r.parent, r.bound,
+                           CASE WHEN r.reloptions IS NOT NULL
+                                THEN ' WITH (' || pg_catalog.array_to_string(r.reloptions, ', ') || ')'
+                                ELSE '' END);
+        END IF;
+        IF pg_catalog.obj_description(r.oid, 'pg_class') IS NOT NULL THEN
+            EXECUTE format('COMMENT ON TABLE %I.%I IS %L', target, r.relname,
+                           outbox._in_outbox(pg_catalog.obj_description(r.oid, 'pg_class'), target));
+        END IF;
+    END LOOP;
+
+    PERFORM outbox._clone_functions(target);
+
+    FOR r IN
+        SELECT c.oid, c.relname FROM pg_catalog.pg_class AS c
+        WHERE c.relnamespace = 'outbox'::regnamespace AND c.relkind = 'v'
+          AND c.relname <> ALL (outbox._shared_names())
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('CREATE VIEW %I.%I AS %s', target, r.relname,
+                       outbox._in_outbox(pg_catalog.pg_get_viewdef(r.oid), target));
+        IF pg_catalog.obj_description(r.oid, 'pg_class') IS NOT NULL THEN
+            EXECUTE format('COMMENT ON VIEW %I.%I IS %L', target, r.relname,
+                           outbox._in_outbox(pg_catalog.obj_description(r.oid, 'pg_class'), target));
+        END IF;
+    END LOOP;
+
+    -- The doorbell triggers (on the parent log, not its partitions' clones).
+    FOR r IN
+        SELECT t.oid FROM pg_catalog.pg_trigger AS t
+        JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+        WHERE c.relnamespace = 'outbox'::regnamespace AND NOT t.tgisinternal AND t.tgparentid = 0
+          AND c.relname <> ALL (outbox._shared_names())
+        ORDER BY t.oid
+    LOOP
+        EXECUTE outbox._in_outbox(pg_catalog.pg_get_triggerdef(r.oid), target);
+    END LOOP;
+
+    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM PUBLIC', target);
+    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM PUBLIC', target);
+    RETURN target;
+END;
+$$;
+
+COMMENT ON FUNCTION outbox.create_outbox(text) IS
+    'Create the named outbox `name` in schema outbox_<name>: its own tables, doorbell and grants; call outbox_<name>.enqueue() etc.';
+
+-- outbox.drop_outbox('billing'): drop the outbox and everything in it.
+-- Refused while it holds unfinished messages or dead letters, unless
+-- force => true: the outbox must never lose a message by accident. Waits
+-- for producers and relays that use it (their locks), so stop its relays
+-- first.
+CREATE FUNCTION outbox.drop_outbox(name text, force boolean DEFAULT false) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+-- DROP SCHEMA ... CASCADE would list every object it drops as a NOTICE.
+SET client_min_messages = warning
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target name;
+    unfinished bigint;
+    dead bigint;
+BEGIN
+    IF name IS NULL OR force IS NULL THEN
+        RAISE EXCEPTION 'name and force must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the outbox''s name, e.g. ''billing''.';
+    END IF;
+    target := outbox._outbox_schema(name);
+    IF NOT force THEN
+        EXECUTE format('SELECT (SELECT count(*) FROM %I.messages), (SELECT count(*) FROM %I.dead_letters)',
+                       target, target)
+            INTO unfinished, dead;
+        IF unfinished + dead > 0 THEN
+            RAISE EXCEPTION 'outbox "%" still holds % unfinished message(s) and % dead letter(s)',
+                name, unfinished, dead
+                USING ERRCODE = 'object_in_use',
+                      HINT = 'Let its relays deliver them and purge the dead letters (' || target
+                             || '.purge_dead), or pass force => true to drop them too.';
+        END IF;
+    END IF;
+    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', target);
+    DELETE FROM outbox.outboxes AS o WHERE o.name = drop_outbox.name;
+END;
+$$;
+
+COMMENT ON FUNCTION outbox.drop_outbox(text, boolean) IS
+    'Drop a named outbox; refused while it holds unfinished messages or dead letters unless force => true.';
+
+-- After an upgrade script changed per-outbox functions: re-create them in
+-- every named outbox (docs/upgrading.md).
+CREATE FUNCTION outbox._refresh_outboxes() RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o record;
+    n integer := 0;
+BEGIN
+    FOR o IN SELECT x.schema FROM outbox.outboxes AS x ORDER BY x.name LOOP
+        PERFORM outbox._clone_functions(o.schema);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END;
+$$;
+
+CREATE FUNCTION outbox._grant_functions(role regrole, names text[], outbox text DEFAULT NULL)
+RETURNS name
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target name;
+    f regprocedure;
+BEGIN
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an existing role name, e.g. ''app_writer''.';
+    END IF;
+    target := outbox._outbox_schema(outbox);
+    -- format's %s of a regrole/regprocedure is its quoted name, %I quotes
+    -- the schema: no string is pasted into the statement unquoted.
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', target, role);
+    FOR f IN
+        SELECT p.oid::regprocedure
+        FROM pg_proc AS p
+        WHERE p.pronamespace = target::regnamespace AND p.proname = ANY (names)
+        ORDER BY 1
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f, role);
+    END LOOP;
+    RETURN target;
+END;
+$$;
+
+CREATE FUNCTION outbox.grant_producer(role regrole, outbox text DEFAULT NULL) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT outbox._grant_functions(role, ARRAY['enqueue', 'enqueue_batch'], outbox) $$;
+
+COMMENT ON FUNCTION outbox.grant_producer(regrole, text) IS
+    'Let a role enqueue messages into one outbox (NULL: the default), and nothing else: it cannot read, claim or finish them.';
+
+CREATE FUNCTION outbox.grant_relay(role regrole, outbox text DEFAULT NULL) RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT outbox._grant_functions(role, ARRAY[
         'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
         'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
-        'cleanup'])
+        'cleanup'], outbox)
 $$;
 
-COMMENT ON FUNCTION outbox.grant_relay(regrole) IS
-    'Let a role relay messages: claim, complete, fail, release, extend, the doorbell, stats and cleanup.';
+COMMENT ON FUNCTION outbox.grant_relay(regrole, text) IS
+    'Let a role relay one outbox''s messages (NULL: the default): claim, complete, fail, release, extend, the doorbell, stats and cleanup.';
 
-CREATE OR REPLACE FUNCTION outbox.grant_admin(role regrole) RETURNS void
+CREATE FUNCTION outbox.grant_admin(role regrole, outbox text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    target name;
 BEGIN
-    PERFORM outbox._grant_functions(role, ARRAY[
+    target := outbox._grant_functions(role, ARRAY[
         'enqueue', 'enqueue_batch',
         'claim', 'complete', 'complete_batch', 'fail', 'release', 'release_batch',
         'extend', 'extend_batch', 'doorbell_channel', 'doorbell_arm', 'doorbell_disarm', 'stats',
         'cleanup', 'blocked_keys', 'list_messages', 'get_message', 'list_dead', 'requeue_dead', 'requeue_dead_topic', 'purge_dead', 'purge_dead_topic',
-        'rotate', 'set_partitions']);
-    EXECUTE format('GRANT SELECT ON outbox.messages, outbox.dead_letters, outbox.side, outbox.log,'
-                   ' outbox.partitions, outbox.segments, outbox.dedup, outbox.published TO %s', role);
+        'rotate', 'set_partitions'], outbox);
+    EXECUTE format('GRANT SELECT ON %1$I.messages, %1$I.dead_letters, %1$I.side, %1$I.log,'
+                   ' %1$I.partitions, %1$I.segments, %1$I.dedup, %1$I.published TO %2$s', target, role);
 END;
 $$;
+
+COMMENT ON FUNCTION outbox.grant_admin(regrole, text) IS
+    'Let a role operate one outbox (NULL: the default): everything a producer and a relay can do, dead letters, blocked_keys, and SELECT on its tables.';
+
+CREATE FUNCTION outbox.revoke_all(role regrole, outbox text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target name;
+BEGIN
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an existing role name, e.g. ''app_writer''.';
+    END IF;
+    -- NULL takes back everything, in every outbox: the call that must leave
+    -- a role with nothing should not need a list of outboxes.
+    FOR target IN
+        SELECT outbox._outbox_schema(revoke_all.outbox) WHERE revoke_all.outbox IS NOT NULL
+        UNION ALL
+        SELECT s.x FROM (SELECT 'outbox'::name AS x UNION ALL SELECT o.schema FROM outbox.outboxes AS o) AS s
+        WHERE revoke_all.outbox IS NULL
+    LOOP
+        EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM %s', target, role);
+        EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %s', target, role);
+        -- Tables do not cover sequences: a hand-granted USAGE on message_id
+        -- would survive, and setval() by oid needs no schema USAGE.
+        EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %s', target, role);
+        EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %s', target, role);
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION outbox.revoke_all(regrole, text) IS
+    'Take back what grant_producer, grant_relay or grant_admin gave a role: on one outbox, or (NULL) on every outbox.';
+
+-- The grant functions themselves were created after the REVOKE above.
+REVOKE ALL ON FUNCTION outbox._grant_functions(regrole, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox.grant_producer(regrole, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox.grant_relay(regrole, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox.grant_admin(regrole, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox.revoke_all(regrole, text) FROM PUBLIC;
+REVOKE ALL ON TABLE outbox.outboxes FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox."_check_outbox_name"(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox._shared_names() FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox._cloned_names() FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox._in_outbox(text, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox._outbox_schema(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox._clone_functions(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox.create_outbox(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox.drop_outbox(text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION outbox._refresh_outboxes() FROM PUBLIC;
 
 -- Relays and admins of 0.2.0 (whoever may complete) get cleanup(); admins
 -- (whoever may read the dead letters) get what grant_admin adds: the new

@@ -143,6 +143,12 @@ AS $$
 DECLARE
     f record;
 BEGIN
+    -- Only into a registered outbox's schema: never over the default
+    -- outbox's functions, nor into any other schema.
+    IF (SELECT count(*) FROM outbox.outboxes AS o WHERE o.schema = target) = 0 THEN
+        RAISE EXCEPTION 'schema % is not a named outbox''s', target
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The named outboxes are in outbox.outboxes.';
+    END IF;
     FOR f IN
         SELECT p.oid, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
                pg_catalog.obj_description(p.oid, 'pg_proc') AS about
@@ -188,6 +194,7 @@ BEGIN
                   HINT = 'Pick another outbox name, or rename that schema.';
     END IF;
     EXECUTE format('CREATE SCHEMA %I', target);
+    INSERT INTO outbox.outboxes (name, schema) VALUES (name, target);
 
     FOR r IN
         SELECT c.relname, s.seqtypid::regtype AS typ, s.seqincrement, s.seqmin, s.seqmax, s.seqstart,
@@ -266,7 +273,6 @@ BEGIN
 
     EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM PUBLIC', target);
     EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM PUBLIC', target);
-    INSERT INTO outbox.outboxes (name, schema) VALUES (name, target);
     RETURN target;
 END;
 $$;

@@ -83,12 +83,13 @@ async fn count(
 }
 
 /// `outbox.enqueue()` ([`crate::sql::ENQUEUE`]): the new message's id. A
-/// message with a dedup key goes as [`crate::sql::ENQUEUE_DEDUP`] instead
+/// message with a dedup key goes as `dedup` ([`crate::sql::ENQUEUE_DEDUP`] or a named outbox's) instead
 /// (unnamed, whatever `statement` is), and the answer is the holder's id
 /// when its key is held.
 pub async fn enqueue(
     client: &impl GenericClient,
     statement: Statement<'_>,
+    dedup: &'static Sql,
     msg: &NewMessage,
 ) -> Result<i64, Error> {
     let headers = msg.headers_json();
@@ -104,7 +105,7 @@ pub async fn enqueue(
             &msg.dedup_key,
             &window,
         ];
-        let dedup = Statement::Typed(&crate::sql::ENQUEUE_DEDUP);
+        let dedup = Statement::Typed(dedup);
         return Ok(dedup.query_one(client, &params).await?.try_get(0)?);
     }
     let params: [&(dyn ToSql + Sync); 6] = [
@@ -127,6 +128,7 @@ pub async fn enqueue(
 pub async fn enqueue_batch(
     client: &impl GenericClient,
     statement: Statement<'_>,
+    dedup: &'static Sql,
     topic: &Topic,
     messages: &[NewMessage],
     deliver_at: Option<DateTime<Utc>>,
@@ -183,7 +185,7 @@ pub async fn enqueue_batch(
             &dedup_keys,
             &window,
         ];
-        let dedup = Statement::Typed(&crate::sql::ENQUEUE_BATCH_DEDUP);
+        let dedup = Statement::Typed(dedup);
         return Ok(dedup.query_one(client, &params).await?.try_get(0)?);
     }
     let params: [&(dyn ToSql + Sync); 6] = [

@@ -39,6 +39,7 @@ mod claimed;
 mod error;
 pub mod ids;
 mod inspect;
+mod outboxes;
 pub mod sql;
 mod store;
 mod trace;
@@ -47,6 +48,7 @@ mod types;
 pub use after_commit::{AfterCommit, CommitError, HookError};
 pub use error::{error_chain, Error};
 pub use inspect::{MessageFilter, MessageInfo, MessageState};
+pub use outboxes::Statements;
 pub use store::Store;
 pub use types::{
     Claim, FailOutcome, LeaseToken, Message, NewMessage, Topic, TopicStats, Undeliverable,

@@ -7,6 +7,7 @@
 
 use crate::call::Statement::Typed;
 use crate::inspect::{self, MessageFilter, MessageInfo};
+use crate::outboxes::Statements;
 use crate::types::{Claim, FailOutcome, LeaseToken, NewMessage, Topic, TopicStats};
 use crate::{call, sql, Error};
 use chrono::{DateTime, Utc};
@@ -26,17 +27,63 @@ use tokio_postgres::GenericClient;
 /// tx.commit().await?; // the event exists if and only if the payment does
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Store;
+///
+/// `Store` is the default outbox; [`Store::for_outbox`] is a named one
+/// (`outbox.create_outbox('billing')`), with the same methods.
+#[derive(Debug, Clone, Copy)]
+pub struct Store {
+    statements: &'static Statements,
+}
+
+/// The default outbox's store, so `Store.enqueue(..)` reads as the SQL call.
+#[allow(non_upper_case_globals)]
+pub const Store: Store = Store {
+    statements: &Statements::DEFAULT,
+};
+
+impl Default for Store {
+    fn default() -> Self {
+        Store
+    }
+}
 
 impl Store {
+    /// The named outbox `name`, created with `outbox.create_outbox(name)`:
+    /// its calls go to schema `outbox_<name>`. Fails with
+    /// [`Error::InvalidInput`] for a name `create_outbox` would refuse.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: tokio_postgres::Client) -> Result<(), outbox_client::Error> {
+    /// use outbox_client::{NewMessage, Store, Topic};
+    /// let billing = Store::for_outbox("billing")?;
+    /// let msg = NewMessage::new(Topic::new("invoice.sent")?, &serde_json::json!({"id": 7}))?;
+    /// billing.enqueue(&client, &msg).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn for_outbox(name: &str) -> Result<Store, Error> {
+        Ok(Store {
+            statements: Statements::for_outbox(Some(name))?,
+        })
+    }
+
+    /// The statements this store sends (its outbox's).
+    pub fn statements(&self) -> &'static Statements {
+        self.statements
+    }
+
     /// `outbox.enqueue()`: add one message in the client's transaction.
     pub async fn enqueue(
         &self,
         client: &impl GenericClient,
         msg: &NewMessage,
     ) -> Result<i64, Error> {
-        call::enqueue(client, Typed(&sql::ENQUEUE), msg).await
+        call::enqueue(
+            client,
+            Typed(self.statements.enqueue),
+            self.statements.enqueue_dedup,
+            msg,
+        )
+        .await
     }
 
     /// `outbox.enqueue_batch()`: many messages of one topic in one statement.
@@ -49,8 +96,18 @@ impl Store {
         deliver_at: Option<DateTime<Utc>>,
         max_attempts: Option<i32>,
     ) -> Result<Vec<i64>, Error> {
-        let statement = Typed(&sql::ENQUEUE_BATCH);
-        call::enqueue_batch(client, statement, topic, messages, deliver_at, max_attempts).await
+        let statement = Typed(self.statements.enqueue_batch);
+        let dedup = self.statements.enqueue_batch_dedup;
+        call::enqueue_batch(
+            client,
+            statement,
+            dedup,
+            topic,
+            messages,
+            deliver_at,
+            max_attempts,
+        )
+        .await
     }
 
     /// `outbox.claim()`: lease up to `batch_size` ready messages.
@@ -69,7 +126,15 @@ impl Store {
         lease: Duration,
         topics: Option<&[String]>,
     ) -> Result<Claim, Error> {
-        call::claim(client, Typed(&sql::CLAIM), owner, batch_size, lease, topics).await
+        call::claim(
+            client,
+            Typed(self.statements.claim),
+            owner,
+            batch_size,
+            lease,
+            topics,
+        )
+        .await
     }
 
     /// `outbox.complete_batch()`: returns how many the token still held.
@@ -79,7 +144,7 @@ impl Store {
         ids: &[i64],
         token: LeaseToken,
     ) -> Result<u64, Error> {
-        call::complete_batch(client, Typed(&sql::COMPLETE_BATCH), ids, token).await
+        call::complete_batch(client, Typed(self.statements.complete_batch), ids, token).await
     }
 
     /// `outbox.release_batch()`: back to ready without spending an attempt.
@@ -89,7 +154,7 @@ impl Store {
         ids: &[i64],
         token: LeaseToken,
     ) -> Result<u64, Error> {
-        call::release_batch(client, Typed(&sql::RELEASE_BATCH), ids, token).await
+        call::release_batch(client, Typed(self.statements.release_batch), ids, token).await
     }
 
     /// `outbox.extend_batch()`: hold the messages for `lease` from now.
@@ -100,7 +165,14 @@ impl Store {
         token: LeaseToken,
         lease: Duration,
     ) -> Result<u64, Error> {
-        call::extend_batch(client, Typed(&sql::EXTEND_BATCH), ids, token, lease).await
+        call::extend_batch(
+            client,
+            Typed(self.statements.extend_batch),
+            ids,
+            token,
+            lease,
+        )
+        .await
     }
 
     /// `outbox.fail()`: the database schedules the retry or dead-letters it.
@@ -115,7 +187,7 @@ impl Store {
     ) -> Result<FailOutcome, Error> {
         call::fail(
             client,
-            Typed(&sql::FAIL),
+            Typed(self.statements.fail),
             id,
             token,
             error,
@@ -127,7 +199,7 @@ impl Store {
 
     /// `outbox.stats()`.
     pub async fn stats(&self, client: &impl GenericClient) -> Result<Vec<TopicStats>, Error> {
-        call::stats(client, Typed(&sql::STATS)).await
+        call::stats(client, Typed(self.statements.stats)).await
     }
 
     /// `outbox.list_messages()`: messages in every state, oldest id first
@@ -137,7 +209,7 @@ impl Store {
         client: &impl GenericClient,
         filter: &MessageFilter,
     ) -> Result<Vec<MessageInfo>, Error> {
-        inspect::list_messages(client, Typed(&sql::LIST_MESSAGES), filter).await
+        inspect::list_messages(client, Typed(self.statements.list_messages), filter).await
     }
 
     /// `outbox.get_message()`: `None` when the message is nowhere any more
@@ -148,14 +220,14 @@ impl Store {
         client: &impl GenericClient,
         id: i64,
     ) -> Result<Option<MessageInfo>, Error> {
-        inspect::get_message(client, Typed(&sql::GET_MESSAGE), id).await
+        inspect::get_message(client, Typed(self.statements.get_message), id).await
     }
 
     /// `outbox.cleanup()`: remove up to `max_rows` of each kind of
     /// housekeeping row (dedup keys no message holds, history past
     /// `outbox.retention`); returns how many went.
     pub async fn cleanup(&self, client: &impl GenericClient, max_rows: i32) -> Result<u64, Error> {
-        inspect::cleanup(client, Typed(&sql::CLEANUP), max_rows).await
+        inspect::cleanup(client, Typed(self.statements.cleanup), max_rows).await
     }
 
     /// Fails with [`Error::ExtensionMissing`] unless `CREATE EXTENSION outbox` ran.

@@ -9,6 +9,7 @@
 
 use crate::error::OutboxError;
 use pgrx::pg_sys::{self, Oid};
+use pgrx::prelude::*;
 use std::cell::Cell;
 
 thread_local! {
@@ -67,7 +68,10 @@ pub fn named_schema(schema: Oid) -> Option<String> {
         if ptr.is_null() {
             // Unreachable while the function runs (its schema cannot be
             // dropped under it); an ERROR, never the default outbox's plan.
-            pgrx::error!("the schema of the called outbox function (oid {}) is gone", schema.to_u32());
+            pgrx::error!(
+                "the schema of the called outbox function (oid {}) is gone",
+                schema.to_u32()
+            );
         }
         std::ffi::CStr::from_ptr(ptr).to_string_lossy().into_owned()
     };
@@ -89,8 +93,8 @@ pub fn schema_oid() -> Oid {
 
 /// `outbox._check_outbox_name(name)`: the rule for an outbox's name
 /// (outbox_rules::outbox_name, shared with the client), for create_outbox.
-#[pgrx::pg_extern(name = "_check_outbox_name", immutable, parallel_safe)]
-#[pgrx::search_path(pg_catalog, pg_temp)]
+#[pg_extern(name = "_check_outbox_name", immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn check_outbox_name(name: Option<&str>) -> Result<(), pgrx::pg_sys::panic::ErrorReport> {
     let name = crate::error::required(name, "name")?;
     crate::validate::outbox_name(name).map_err(OutboxError::from)?;

@@ -8,8 +8,8 @@
 //! `outbox._in_outbox()` applied, once per session, so the per-call cost is
 //! the same lookup as the default outbox's.
 
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 use pgrx::pg_sys::Oid;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 use pgrx::{datum::DatumWithOid, PgOid};
 use std::cell::RefCell;
 use std::collections::hash_map::{Entry, HashMap};

@@ -51,7 +51,16 @@ mod tests {
         for ok in ["billing", "a", "accounting_v2", &"a".repeat(40)] {
             assert!(outbox_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "1billing", "_x", "Billing", "bill-ing", "bill ing", "bïlling", &"a".repeat(41)] {
+        for bad in [
+            "",
+            "1billing",
+            "_x",
+            "Billing",
+            "bill-ing",
+            "bill ing",
+            "bïlling",
+            &"a".repeat(41),
+        ] {
             assert!(outbox_name(bad).is_err(), "{bad}");
         }
     }

@@ -111,13 +111,16 @@ fn _doorbell<'a>(
 /// ```
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn doorbell_arm(wait: default!(Option<Interval>, "'5 seconds'"), fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<&'static str> {
+fn doorbell_arm(
+    wait: default!(Option<Interval>, "'5 seconds'"),
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> OutboxResult<&'static str> {
     let _outbox = crate::outboxes::enter(fcinfo);
     let wait = required(wait, "wait")?;
     let wait_micros = super::micros(&wait);
     crate::validate::doorbell_wait(wait_micros).map_err(OutboxError::from)?;
-    let gate =
-        gate().ok_or_else(|| OutboxError::Internal("the outbox's doorbell_gate is missing".into()))?;
+    let gate = gate()
+        .ok_or_else(|| OutboxError::Internal("the outbox's doorbell_gate is missing".into()))?;
     let tag = relation_tag(gate);
     if armed(&tag) {
         return Ok("armed");

@@ -5,9 +5,9 @@
 use crate::error::OutboxError;
 use crate::plans::Query;
 use crate::xact;
+use pgrx::pg_sys::Oid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::pg_sys::Oid;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -149,7 +149,11 @@ fn guarded(
 /// ```
 #[pg_extern(name = "complete", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn complete_one(id: Option<i64>, lease_token: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<bool> {
+fn complete_one(
+    id: Option<i64>,
+    lease_token: Option<Uuid>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> OutboxResult<bool> {
     let _outbox = crate::outboxes::enter(fcinfo);
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
@@ -164,7 +168,11 @@ fn complete_one(id: Option<i64>, lease_token: Option<Uuid>, fcinfo: pg_sys::Func
 /// ```
 #[pg_extern(name = "complete_batch", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn complete_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<i32> {
+fn complete_many(
+    ids: Option<Array<'_, i64>>,
+    lease_token: Option<Uuid>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> OutboxResult<i32> {
     let _outbox = crate::outboxes::enter(fcinfo);
     let ids = ids_from(ids)?;
     let token = required(lease_token, "lease_token")?;
@@ -177,7 +185,11 @@ fn complete_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>, fcinfo:
 /// attempt (a relay shutting down). Returns false if the lease is stale.
 #[pg_extern(name = "release", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn release_one(id: Option<i64>, lease_token: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<bool> {
+fn release_one(
+    id: Option<i64>,
+    lease_token: Option<Uuid>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> OutboxResult<bool> {
     let _outbox = crate::outboxes::enter(fcinfo);
     let id = required(id, "id")?;
     let token = required(lease_token, "lease_token")?;
@@ -187,7 +199,11 @@ fn release_one(id: Option<i64>, lease_token: Option<Uuid>, fcinfo: pg_sys::Funct
 /// Give leased messages back. Returns how many the token still held.
 #[pg_extern(name = "release_batch", volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn release_many(ids: Option<Array<'_, i64>>, lease_token: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> OutboxResult<i32> {
+fn release_many(
+    ids: Option<Array<'_, i64>>,
+    lease_token: Option<Uuid>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> OutboxResult<i32> {
     let _outbox = crate::outboxes::enter(fcinfo);
     let ids = ids_from(ids)?;
     let token = required(lease_token, "lease_token")?;

@@ -21,6 +21,8 @@ const CALLS_PER_ROUND: usize = 20;
 
 pub(crate) async fn run<P>(shared: Arc<Shared<P>>, every: Duration) {
     let cfg = shared.config.clone();
+    // Validated when the relay started (RelayConfig::validate).
+    let Ok(store) = cfg.store() else { return };
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -38,7 +40,7 @@ pub(crate) async fn run<P>(shared: Arc<Shared<P>>, every: Duration) {
             if shared.shutdown.is_cancelled() {
                 return;
             }
-            match outbox_client::Store.cleanup(&client, MAX_ROWS).await {
+            match store.cleanup(&client, MAX_ROWS).await {
                 Ok(n) => {
                     removed += n;
                     if n < u64::try_from(MAX_ROWS).unwrap_or(0) {

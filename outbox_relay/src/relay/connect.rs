@@ -57,7 +57,14 @@ pub(crate) async fn connect_listening(
         }
     });
     client.query_one(sql::SESSION_SETUP, &[]).await?;
-    client.batch_execute(sql::LISTEN).await?;
+    let schema = cfg.statements()?.schema;
+    let channel: String = client
+        .query_one(&sql::channel(schema), &[])
+        .await?
+        .try_get(0)?;
+    client
+        .batch_execute(&format!("LISTEN {}", quote_ident(&channel)))
+        .await?;
     Ok((client, rx))
 }
 
@@ -94,4 +101,9 @@ where
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `"name"`, with embedded quotes doubled: the channel comes from the server.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

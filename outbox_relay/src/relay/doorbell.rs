@@ -12,6 +12,9 @@ const ARM_WAIT: &str = "2 seconds";
 pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
     let cfg = shared.config.clone();
     let workers = cfg.concurrency;
+    // Validated when the relay started (RelayConfig::validate).
+    let schema = cfg.statements().map_or("outbox", |s| s.schema);
+    let (arm, disarm) = (sql::arm(schema), sql::disarm(schema));
     let mut idle = shared.idle.subscribe();
     loop {
         let connected = connect::with_backoff(
@@ -34,7 +37,7 @@ pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
                 r = idle.wait_for(|n| *n == workers) => if r.is_err() { return },
                 () = shared.shutdown.cancelled() => return,
             }
-            let armed = client.query_one(sql::ARM, &[&ARM_WAIT]).await;
+            let armed = client.query_one(&arm, &[&ARM_WAIT]).await;
             let state: String = match armed.and_then(|row| row.try_get(0)) {
                 Ok(state) => state,
                 Err(e) => {
@@ -57,7 +60,7 @@ pub(crate) async fn run<P>(shared: Arc<Shared<P>>) {
                 shared.counters.rung();
             }
             // Disarm before working: while armed, every producer commit rings.
-            let disarmed = client.query_one(sql::DISARM, &[]).await;
+            let disarmed = client.query_one(&disarm, &[]).await;
             while rings.try_recv().is_ok() {}
             shared.wake_workers();
             if disarmed.is_err() || client.is_closed() {

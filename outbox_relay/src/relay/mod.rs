@@ -104,6 +104,9 @@ pub struct RelayConfig {
     /// How often to call `outbox.cleanup()` (dedup keys, history past
     /// `outbox.retention`); `None` leaves it to a scheduler. Default: 60 s.
     pub cleanup_interval: Option<Duration>,
+    /// The named outbox to relay (`outbox.create_outbox(name)`, schema
+    /// `outbox_<name>`); `None` is the default outbox. Default: `None`.
+    pub outbox: Option<String>,
 }
 
 impl RelayConfig {
@@ -124,6 +127,27 @@ impl RelayConfig {
             reconnect_max: Duration::from_secs(5),
             metrics_addr: None,
             cleanup_interval: Some(Duration::from_secs(60)),
+            outbox: None,
+        }
+    }
+
+    /// The statements of [`RelayConfig::outbox`]; an error for a name
+    /// `outbox.create_outbox` would refuse.
+    pub fn statements(&self) -> Result<&'static outbox_client::Statements, Error> {
+        outbox_client::Statements::for_outbox(self.outbox.as_deref()).map_err(|e| Error::Config {
+            field: "outbox",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The store of [`RelayConfig::outbox`] (the relay's cleaner and checks).
+    pub fn store(&self) -> Result<outbox_client::Store, Error> {
+        match &self.outbox {
+            None => Ok(outbox_client::Store),
+            Some(name) => outbox_client::Store::for_outbox(name).map_err(|e| Error::Config {
+                field: "outbox",
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -142,6 +166,9 @@ impl RelayConfig {
             })
         };
         rule("owner", outbox_rules::owner(&self.owner))?;
+        if let Some(name) = &self.outbox {
+            rule("outbox", outbox_rules::outbox_name(name))?;
+        }
         rule("batch_size", outbox_rules::batch_size(self.batch_size))?;
         if !(1..=64).contains(&self.concurrency) {
             return bad("concurrency", "must be between 1 and 64");
@@ -290,7 +317,13 @@ impl<P: Publisher> Relay<P> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         // Fail fast on what reconnecting will not fix.
         let first = connect::connect_once(&self.config).await?;
-        outbox_client::Store.check_extension(&first).await?;
+        let store = self.config.store()?;
+        store.check_extension(&first).await?;
+        // A named outbox that does not exist is a startup error, not a
+        // reconnect loop: its stats call says 3F000 (schema missing).
+        if self.config.outbox.is_some() {
+            store.stats(&first).await?;
+        }
         drop(first);
 
         let (idle, _) = watch::channel(0usize);

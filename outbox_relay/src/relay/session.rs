@@ -8,7 +8,7 @@
 use super::connect;
 use super::RelayConfig;
 use outbox_client::call::Statement;
-use outbox_client::sql::{self, Sql};
+use outbox_client::sql::Sql;
 use outbox_client::{call, Claim, Error, FailOutcome, LeaseToken, TopicStats};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,8 @@ pub(crate) struct Conn {
     /// `None` behind a pooler: then every call is sent unnamed, with types.
     prepared: Option<Prepared>,
     cfg: Arc<RelayConfig>,
+    /// The statements of the relay's outbox (RelayConfig::outbox).
+    statements: &'static outbox_client::Statements,
 }
 
 impl Conn {
@@ -58,23 +60,24 @@ impl Conn {
         let prepared = if cfg.pooler {
             None
         } else {
-            Some(Conn::prepare(&client).await?)
+            Some(Conn::prepare(&client, statements(cfg)?).await?)
         };
         Ok(Conn {
             client,
             prepared,
             cfg: cfg.clone(),
+            statements: statements(cfg)?,
         })
     }
 
-    async fn prepare(client: &Client) -> Result<Prepared, Error> {
+    async fn prepare(client: &Client, s: &outbox_client::Statements) -> Result<Prepared, Error> {
         let (claim, complete_batch, release_batch, extend_batch, fail, stats) = tokio::try_join!(
-            client.prepare_typed(sql::CLAIM.text, sql::CLAIM.params),
-            client.prepare_typed(sql::COMPLETE_BATCH.text, sql::COMPLETE_BATCH.params),
-            client.prepare_typed(sql::RELEASE_BATCH.text, sql::RELEASE_BATCH.params),
-            client.prepare_typed(sql::EXTEND_BATCH.text, sql::EXTEND_BATCH.params),
-            client.prepare_typed(sql::FAIL.text, sql::FAIL.params),
-            client.prepare_typed(sql::STATS.text, sql::STATS.params),
+            client.prepare_typed(s.claim.text, s.claim.params),
+            client.prepare_typed(s.complete_batch.text, s.complete_batch.params),
+            client.prepare_typed(s.release_batch.text, s.release_batch.params),
+            client.prepare_typed(s.extend_batch.text, s.extend_batch.params),
+            client.prepare_typed(s.fail.text, s.fail.params),
+            client.prepare_typed(s.stats.text, s.stats.params),
         )?;
         Ok(Prepared {
             claim,
@@ -109,7 +112,7 @@ impl Conn {
     pub async fn claim(&self) -> Result<Claim, Error> {
         let cfg = &self.cfg;
         let topics = cfg.topics.as_deref();
-        let statement = self.statement(&sql::CLAIM, |p| &p.claim);
+        let statement = self.statement(self.statements.claim, |p| &p.claim);
         call::claim(
             &self.client,
             statement,
@@ -123,19 +126,19 @@ impl Conn {
 
     /// `outbox.complete_batch()`: how many of `ids` the token still held.
     pub async fn complete_batch(&self, ids: &[i64], token: LeaseToken) -> Result<u64, Error> {
-        let statement = self.statement(&sql::COMPLETE_BATCH, |p| &p.complete_batch);
+        let statement = self.statement(self.statements.complete_batch, |p| &p.complete_batch);
         call::complete_batch(&self.client, statement, ids, token).await
     }
 
     /// `outbox.release_batch()`: how many went back unspent.
     pub async fn release_batch(&self, ids: &[i64], token: LeaseToken) -> Result<u64, Error> {
-        let statement = self.statement(&sql::RELEASE_BATCH, |p| &p.release_batch);
+        let statement = self.statement(self.statements.release_batch, |p| &p.release_batch);
         call::release_batch(&self.client, statement, ids, token).await
     }
 
     /// `outbox.extend_batch()` by the relay's lease: how many are still held.
     pub async fn extend_batch(&self, ids: &[i64], token: LeaseToken) -> Result<u64, Error> {
-        let statement = self.statement(&sql::EXTEND_BATCH, |p| &p.extend_batch);
+        let statement = self.statement(self.statements.extend_batch, |p| &p.extend_batch);
         call::extend_batch(&self.client, statement, ids, token, self.cfg.lease).await
     }
 
@@ -148,7 +151,7 @@ impl Conn {
         retry_in: Option<Duration>,
         permanent: bool,
     ) -> Result<FailOutcome, Error> {
-        let statement = self.statement(&sql::FAIL, |p| &p.fail);
+        let statement = self.statement(self.statements.fail, |p| &p.fail);
         call::fail(
             &self.client,
             statement,
@@ -163,7 +166,11 @@ impl Conn {
 
     /// `outbox.stats()`.
     pub async fn stats(&self) -> Result<Vec<TopicStats>, Error> {
-        call::stats(&self.client, self.statement(&sql::STATS, |p| &p.stats)).await
+        call::stats(
+            &self.client,
+            self.statement(self.statements.stats, |p| &p.stats),
+        )
+        .await
     }
 }
 
@@ -227,4 +234,9 @@ impl Session {
         tracing::warn!(role = self.role, error = %error, "{what} failed; reconnecting");
         self.conn = None;
     }
+}
+
+/// The relay's outbox's statements, as `outbox_client` errors.
+fn statements(cfg: &RelayConfig) -> Result<&'static outbox_client::Statements, Error> {
+    outbox_client::Statements::for_outbox(cfg.outbox.as_deref())
 }

@@ -8,11 +8,19 @@
 pub(crate) const SESSION_SETUP: &str = "SELECT pg_catalog.set_config('search_path', '', false), \
      pg_catalog.set_config('synchronous_commit', 'off', false)";
 
-/// The doorbell's channel (sql/doorbell.sql).
-pub(crate) const LISTEN: &str = "LISTEN outbox_doorbell";
+/// The doorbell's channel of the outbox in `schema` (sql/doorbell.sql):
+/// the server names it, the relay LISTENs on what it says. `schema` is
+/// `outbox` or a checked `outbox_<name>` ([`outbox_client::Statements`]).
+pub(crate) fn channel(schema: &str) -> String {
+    format!("SELECT {schema}.doorbell_channel()")
+}
 
 /// Arm the doorbell, waiting this long for producers that are committing.
-pub(crate) const ARM: &str = "SELECT outbox.doorbell_arm($1::text::interval)";
+pub(crate) fn arm(schema: &str) -> String {
+    format!("SELECT {schema}.doorbell_arm($1::text::interval)")
+}
 
 /// Stop the rings: while armed, every producer commit rings.
-pub(crate) const DISARM: &str = "SELECT outbox.doorbell_disarm()";
+pub(crate) fn disarm(schema: &str) -> String {
+    format!("SELECT {schema}.doorbell_disarm()")
+}

@@ -214,6 +214,13 @@ fn uuid(rng: &mut ChaCha8Rng, live: &Live) -> String {
 pub fn value(ty: &str, rng: &mut ChaCha8Rng, live: &Live) -> Option<String> {
     Some(match ty {
         "text" => text(rng),
+        // A schema name (named outboxes' internals): texts, and the schemas
+        // that exist, where a careless internal would write.
+        "name" => match rng.gen_range(0..4) {
+            0 => "'outbox'::name".into(),
+            1 => "'public'::name".into(),
+            _ => format!("({})::name", text(rng)),
+        },
         "integer" => int(rng, 32),
         // outbox._message_unfinished(): a log partition, owner only.
         "smallint" => [

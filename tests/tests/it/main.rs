@@ -23,6 +23,8 @@ mod ids;
 mod inspect;
 mod kafka;
 mod nats;
+mod outboxes;
+mod outboxes_relay;
 mod partitions;
 mod peers;
 mod per_key_order;

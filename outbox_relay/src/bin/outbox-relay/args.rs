@@ -61,6 +61,11 @@ pub struct Args {
     #[arg(long, env = "OUTBOX_LEASE", value_parser = humantime::parse_duration)]
     pub lease: Option<Duration>,
 
+    /// Relay the named outbox NAME (made with outbox.create_outbox('NAME'),
+    /// schema outbox_NAME) instead of the default outbox.
+    #[arg(long, env = "OUTBOX_OUTBOX", value_name = "NAME")]
+    pub outbox: Option<String>,
+
     /// Relay only this topic; repeat for several. Default: every topic.
     #[arg(long = "topic", env = "OUTBOX_TOPICS", value_delimiter = ',')]
     pub topics: Vec<String>,
@@ -209,6 +214,7 @@ pub fn relay_config(args: &Args, matches: &ArgMatches) -> Result<RelayConfig, St
     config.pooler = args.pooler;
     set(&mut config.shutdown_grace, args.shutdown_grace);
     config.metrics_addr = args.metrics_addr;
+    config.outbox = args.outbox.clone();
     set(&mut config.owner, args.owner.clone());
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
