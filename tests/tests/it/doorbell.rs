@@ -18,6 +18,14 @@ const MUST_ARRIVE: Duration = Duration::from_secs(20);
 
 /// A connection whose notifications arrive on a channel.
 async fn listener(db: &TestDb) -> (Client, mpsc::UnboundedReceiver<Notification>) {
+    listener_on(db, CHANNEL).await
+}
+
+/// A connection listening on `channel` (a named outbox's doorbell too).
+pub(crate) async fn listener_on(
+    db: &TestDb,
+    channel: &str,
+) -> (Client, mpsc::UnboundedReceiver<Notification>) {
     let (client, mut conn) = db.config("postgres").connect(NoTls).await.unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -31,7 +39,7 @@ async fn listener(db: &TestDb) -> (Client, mpsc::UnboundedReceiver<Notification>
         }
     });
     client
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .batch_execute(&format!("LISTEN {channel}"))
         .await
         .unwrap();
     (client, rx)

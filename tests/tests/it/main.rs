@@ -24,6 +24,7 @@ mod inspect;
 mod kafka;
 mod nats;
 mod outboxes;
+mod outboxes_grants;
 mod outboxes_relay;
 mod partitions;
 mod peers;
