@@ -46,6 +46,13 @@ pub enum Error {
     /// The `outbox` extension is not installed in this database.
     #[error("the outbox extension is missing: run CREATE EXTENSION outbox (as a superuser) in this database")]
     ExtensionMissing,
+    /// A named outbox that was never created, or was dropped: its schema
+    /// `outbox_<name>` is missing (SQLSTATE 3F000 on the first call).
+    #[error("the outbox {name:?} does not exist (there is no schema outbox_{name}): create it with SELECT outbox.create_outbox('{name}') as the extension's owner, or fix the outbox name")]
+    OutboxMissing {
+        /// The outbox's name, without the `outbox_` prefix.
+        name: String,
+    },
     /// This role may not call the function (SQLSTATE 42501; grant it with
     /// outbox.grant_producer / grant_relay).
     #[error("permission denied: {message} {} (see outbox.grant_producer / outbox.grant_relay)", said("42501", .hint))]
@@ -163,7 +170,10 @@ impl Error {
             || *code == SqlState::UNDEFINED_TABLE)
             && message.contains("outbox")
         {
-            Error::ExtensionMissing
+            match missing_outbox(&message) {
+                Some(name) => Error::OutboxMissing { name },
+                None => Error::ExtensionMissing,
+            }
         } else {
             Error::Db(e)
         }
@@ -189,6 +199,27 @@ impl Error {
     }
 }
 
+/// The named outbox a "does not exist" message is about: the name after
+/// `"outbox_` (3F000: `schema "outbox_billing" does not exist`) or after a
+/// word boundary (42883: `function outbox_billing.stats() does not exist`).
+/// None for the default outbox's schema `outbox`: the extension is missing.
+fn missing_outbox(message: &str) -> Option<String> {
+    message.match_indices("outbox_").find_map(|(at, _)| {
+        let before = message[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        let rest = &message[at + "outbox_".len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        outbox_rules::outbox_name(name)
+            .is_ok()
+            .then(|| name.to_owned())
+    })
+}
+
 /// An error with every cause after it, `: `-separated. tokio-postgres'
 /// `Display` leaves the cause out ("db error", "error performing TLS
 /// handshake"); this shows the server's or rustls' message too, e.g.
@@ -208,4 +239,29 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cause = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_outbox;
+
+    #[test]
+    fn a_missing_named_outbox_is_told_apart_from_a_missing_extension() {
+        let named = [
+            (r#"schema "outbox_billing" does not exist"#, "billing"),
+            ("function outbox_b2.stats() does not exist", "b2"),
+        ];
+        for (message, name) in named {
+            assert_eq!(missing_outbox(message).as_deref(), Some(name), "{message}");
+        }
+        let extension = [
+            r#"schema "outbox" does not exist"#,
+            "function outbox.stats() does not exist",
+            r#"relation "my_outbox_table" does not exist"#,
+            r#"schema "outbox_Bad" does not exist"#,
+        ];
+        for message in extension {
+            assert_eq!(missing_outbox(message), None, "{message}");
+        }
+    }
 }

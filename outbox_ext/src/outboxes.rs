@@ -33,7 +33,9 @@ impl Drop for Scope {
 }
 
 /// Enter the outbox of the function PostgreSQL called: the schema it is in.
-pub fn enter(fcinfo: pg_sys::FunctionCallInfo) -> Scope {
+/// Crate-private: only the C entry points call it, with the fcinfo the
+/// function manager handed them (so it needs no `unsafe fn` contract).
+pub(crate) fn enter(fcinfo: pg_sys::FunctionCallInfo) -> Scope {
     // SAFETY: fcinfo is this call's own FunctionCallInfo, handed over by
     // the function manager, and its flinfo is set for every fmgr call; both
     // are only read, and a NULL pointer yields None.

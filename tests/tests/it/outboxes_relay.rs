@@ -3,7 +3,7 @@
 //! `Store::for_outbox` calls the named outbox's functions.
 
 use crate::common::*;
-use outbox_client::{NewMessage, Store, Topic};
+use outbox_client::{Error, NewMessage, Store, Topic};
 use outbox_tests::{wait_until, RelayProcess, TestDb, RELAY_PATIENCE as PATIENCE};
 use serde_json::json;
 use std::collections::HashSet;
@@ -135,5 +135,12 @@ async fn a_store_for_an_outbox_runs_every_call_there() {
         .stats(&c)
         .await
         .unwrap_err();
-    assert!(missing.to_string().contains("outbox_nope"), "{missing}");
+    assert!(
+        matches!(&missing, Error::OutboxMissing { name } if name == "nope"),
+        "{missing:?}"
+    );
+    assert!(
+        missing.to_string().contains("outbox.create_outbox('nope')"),
+        "{missing}"
+    );
 }

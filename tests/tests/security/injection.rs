@@ -11,7 +11,7 @@ use outbox_tests::{describe_error, quote_ident, TestDb};
 use serde_json::{json, Value};
 
 /// No NUL: PostgreSQL text cannot hold one (the client refuses to send it).
-const NASTY: &[&str] = &[
+pub(crate) const NASTY: &[&str] = &[
     "x'); DROP TABLE outbox.messages; --",
     "'; DELETE FROM outbox.dead_letters; --",
     "$$; DROP TABLE public.canary; $$",
@@ -70,6 +70,19 @@ const COVERED: &[(&str, &str)] = &[
     ("revoke_all", "role"),
     ("_grant_functions", "role"),
     ("_grant_functions", "names"),
+    // Named outboxes: injection_outboxes.rs feeds these.
+    ("grant_producer", "outbox"),
+    ("grant_relay", "outbox"),
+    ("grant_admin", "outbox"),
+    ("revoke_all", "outbox"),
+    ("_grant_functions", "outbox"),
+    ("create_outbox", "name"),
+    ("drop_outbox", "name"),
+    ("_check_outbox_name", "name"),
+    ("_outbox_schema", "outbox"),
+    ("_clone_functions", "target"),
+    ("_in_outbox", "sql"),
+    ("_in_outbox", "target"),
 ];
 
 const INVALID: &str = "22023";

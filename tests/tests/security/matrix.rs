@@ -48,12 +48,22 @@ pub(crate) const FUNCTIONS: &[(&str, u8)] = &[
     ("outbox.rotate()", A),
     ("outbox.set_partitions(integer)", A),
     // Granting: the extension owner and superusers only.
-    ("outbox.grant_producer(regrole)", NOBODY),
-    ("outbox.grant_relay(regrole)", NOBODY),
-    ("outbox.grant_admin(regrole)", NOBODY),
-    ("outbox.revoke_all(regrole)", NOBODY),
+    ("outbox.grant_producer(regrole,text)", NOBODY),
+    ("outbox.grant_relay(regrole,text)", NOBODY),
+    ("outbox.grant_admin(regrole,text)", NOBODY),
+    ("outbox.revoke_all(regrole,text)", NOBODY),
+    // Named outboxes: the extension owner and superusers only.
+    ("outbox.create_outbox(text)", NOBODY),
+    ("outbox.drop_outbox(text,boolean)", NOBODY),
     // Internals: nobody.
-    ("outbox._grant_functions(regrole,text[])", NOBODY),
+    ("outbox._grant_functions(regrole,text[],text)", NOBODY),
+    ("outbox._check_outbox_name(text)", NOBODY),
+    ("outbox._clone_functions(name)", NOBODY),
+    ("outbox._cloned_names()", NOBODY),
+    ("outbox._shared_names()", NOBODY),
+    ("outbox._in_outbox(text,name)", NOBODY),
+    ("outbox._outbox_schema(text)", NOBODY),
+    ("outbox._refresh_outboxes()", NOBODY),
     ("outbox._max_rows(integer)", NOBODY),
     ("outbox._next_xid()", NOBODY),
     ("outbox._rotate()", NOBODY),
@@ -105,6 +115,9 @@ pub(crate) const RELATIONS: &[(&str, &[(&str, u8)])] = &[
     // nobody reads the sequences.
     ("outbox.message_id", &[]),
     ("outbox.log_segment", &[]),
+    // The registry of named outboxes: read by create_outbox, drop_outbox and
+    // the grant functions, which only the owner calls.
+    ("outbox.outboxes", &[]),
 ];
 
 /// Standalone types, domains and operators: none today. A new one needs a

@@ -45,6 +45,10 @@ const SCENARIO_COVERS: &[&str] = &[
     "set_partitions",
     // Internal (nobody may EXECUTE it): run by rotate() and by every claim.
     "_rotate",
+    // shadowing_outboxes.rs: only the owner may call these (no role is
+    // granted them); a superuser's poisoned session runs them there.
+    "create_outbox",
+    "drop_outbox",
 ];
 
 /// Operators to plant: (operator, left, right, result).
@@ -139,7 +143,7 @@ const DOMAINS: &[&str] = &[
 ];
 
 /// DDL that plants every hostile object in schema `s` (`evil` or `pg_temp`).
-fn plant(s: &str) -> String {
+pub(crate) fn plant(s: &str) -> String {
     let mut sql = format!(
         "CREATE FUNCTION {s}.boom(what pg_catalog.text) RETURNS pg_catalog.bool LANGUAGE plpgsql AS
              $$ BEGIN RAISE EXCEPTION 'shadow object called: %', what; END $$;\n"

@@ -200,6 +200,36 @@ async fn a_filled_0_2_0_database_upgrades_and_delivers_everything() {
         removed, 1,
         "the dedup key of a published message (window 0) is removed"
     );
+
+    // Named outboxes work in the upgraded database: the clone is made from
+    // the upgraded default outbox, and the 0.2.0 producer can be given it.
+    expect_ok(
+        c.batch_execute("SELECT outbox.create_outbox('billing')")
+            .await,
+        "create_outbox after the upgrade",
+    );
+    let sql = "SELECT outbox.grant_producer($1::text::regrole, outbox => 'billing')";
+    expect_ok(c.execute(sql, &[&producer]).await, sql);
+    let billed = enqueue_in(&p, "outbox_billing", "billed").await;
+    let claimed: Vec<i64> = run(
+        &c,
+        "SELECT id FROM outbox_billing.claim('billing-relay', 10)",
+    )
+    .await
+    .iter()
+    .map(|row| row.get(0))
+    .collect();
+    assert_eq!(claimed, [billed], "billing's relay gets billing's message");
+    assert!(
+        drain(&c, "default-relay").await.is_empty(),
+        "the default outbox does not see billing's message"
+    );
+}
+
+/// Enqueue into the outbox of schema `schema`.
+async fn enqueue_in(c: &Client, schema: &str, label: &str) -> i64 {
+    let sql = format!("SELECT {schema}.enqueue('t', jsonb_build_object('label', $1::text))");
+    expect_ok(c.query_one(&sql, &[&label]).await, &sql).get(0)
 }
 
 /// A filled 0.2.0 database, upgraded, has exactly the objects of a fresh
