@@ -177,21 +177,7 @@ pub async fn run(
     let wal0 = wal_position(admin).await?;
     // (seconds and messages of the measured window, messages drained in all)
     let ((secs, rows), all) = match system {
-        System::Outbox => {
-            let mut cfg = RelayConfig::new(db.clone());
-            cfg.batch_size = batch;
-            cfg.concurrency = concurrency;
-            cfg.poll_interval = Duration::from_secs(1);
-            let relay = Relay::new(cfg, Discard)?;
-            // Messages count once completed, as for the others once deleted.
-            let stats = relay.stats();
-            let stop = CancellationToken::new();
-            let handle = tokio::spawn(relay.run(stop.clone()));
-            let measured = watch(slice, || stats.published.load(Ordering::Relaxed)).await;
-            stop.cancel();
-            handle.await??;
-            (measured?, stats.published.load(Ordering::Relaxed))
-        }
+        System::Outbox => relays(db, &[None], batch, concurrency, slice).await?,
         System::Raw | System::Pgmq | System::Pgq => {
             if system == System::Pgq && concurrency != 1 {
                 bail!("PgQ batches belong to one consumer: concurrency 1 only");
@@ -227,6 +213,44 @@ pub async fn run(
         // WAL per drained message, over everything this run drained.
         wal_bytes: (wal_bytes as f64 * rows as f64 / all.max(1) as f64) as i64,
     })
+}
+
+/// One relay per outbox of `outboxes` (`None`: the default), each with
+/// `batch` x `concurrency`, until they published `slice` messages between
+/// them: (the measured window, messages published in all).
+pub async fn relays(
+    db: &Config,
+    outboxes: &[Option<&str>],
+    batch: i32,
+    concurrency: usize,
+    slice: u64,
+) -> Result<((f64, u64), u64)> {
+    let stop = CancellationToken::new();
+    let mut stats = Vec::new();
+    let mut handles = Vec::new();
+    for outbox in outboxes {
+        let mut cfg = RelayConfig::new(db.clone());
+        cfg.batch_size = batch;
+        cfg.concurrency = concurrency;
+        cfg.poll_interval = Duration::from_secs(1);
+        cfg.outbox = outbox.map(str::to_owned);
+        let relay = Relay::new(cfg, Discard)?;
+        stats.push(relay.stats());
+        handles.push(tokio::spawn(relay.run(stop.clone())));
+    }
+    // Messages count once completed, as for the others once deleted.
+    let published = || {
+        stats
+            .iter()
+            .map(|s| s.published.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let measured = watch(slice, published).await;
+    stop.cancel();
+    for handle in handles {
+        handle.await??;
+    }
+    Ok((measured?, published()))
 }
 
 /// One drainer's prepared statements.

@@ -36,20 +36,21 @@ WHERE c.relkind IN ('r', 'p')
 ORDER BY 1";
 
 /// The tables that hold messages themselves (not their leases): emptied
-/// between runs. The log's parent is enough: TRUNCATE goes down to its
+/// between runs, in the default outbox and in W8's named one
+/// (`outbox_<name>`). The log's parent is enough: TRUNCATE goes down to its
 /// segments.
 const MESSAGE_TABLES: &str = "
 SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
 FROM pg_catalog.pg_class AS c
-JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'outbox'
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname ~ '^outbox(_[a-z0-9_]+)?$'
 WHERE c.relkind IN ('r', 'p') AND c.relname IN ('messages', 'side', 'log', 'dedup', 'published')
 ORDER BY 1";
 
-/// Plain tables of the outbox (not partitioned parents): what VACUUM takes.
+/// Plain tables of the outboxes (not partitioned parents): what VACUUM takes.
 const VACUUM_TABLES: &str = "
 SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
 FROM pg_catalog.pg_class AS c
-JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'outbox'
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname ~ '^outbox(_[a-z0-9_]+)?$'
 WHERE c.relkind = 'r'
 ORDER BY 1";
 

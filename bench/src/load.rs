@@ -62,12 +62,25 @@ pub async fn closed_loop(
     payload: &Arc<Payload>,
     duration: Duration,
 ) -> Result<Throughput> {
+    closed_loop_mixed(admin, producers, &[(system, write)], payload, duration).await
+}
+
+/// [`closed_loop`] with producer `i` writing `writes[i % writes.len()]`:
+/// W8 splits one set of producers over two outboxes.
+pub async fn closed_loop_mixed(
+    admin: &Client,
+    producers: &[Arc<Producer>],
+    writes: &[(System, Write)],
+    payload: &Arc<Payload>,
+    duration: Duration,
+) -> Result<Throughput> {
     let wal0 = wal_position(admin).await?;
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = producers
         .iter()
-        .map(|p| {
+        .zip(writes.iter().cycle())
+        .map(|(p, &(system, write))| {
             let p = p.clone();
             let payload = payload.clone();
             tokio::spawn(async move {

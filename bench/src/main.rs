@@ -18,6 +18,7 @@ mod failures;
 mod footprint;
 mod load;
 mod ops;
+mod outboxes;
 mod peers;
 mod report;
 mod results;
@@ -77,6 +78,8 @@ enum Workload {
     W6,
     /// Claim cost against blocked keys and backlog depth.
     W7,
+    /// Two busy named outboxes against one of the same total load.
+    W8,
 }
 
 /// How long and how big each workload is.
@@ -237,6 +240,9 @@ async fn bench(
     } else {
         None
     };
+    if picked(Workload::W8) {
+        outboxes::run(run, &mut results).await?;
+    }
 
     let report = report::Report {
         plan,

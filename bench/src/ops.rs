@@ -49,7 +49,12 @@ pub enum Write {
     /// One enqueue whose dedup key is held (a producer's retry): nothing is
     /// written after the first; outbox only.
     DedupHeld,
+    /// One message into the named outbox [`NAMED_OUTBOX`] (W8): outbox only.
+    Named,
 }
+
+/// The named outbox W8 creates: schema `outbox_b2`.
+pub const NAMED_OUTBOX: &str = "b2";
 
 impl Write {
     pub fn name(self) -> &'static str {
@@ -59,6 +64,7 @@ impl Write {
             Write::WithBusinessRow => "business_row",
             Write::DedupNew => "dedup_new",
             Write::DedupHeld => "dedup_held",
+            Write::Named => "named",
         }
     }
 }
@@ -145,8 +151,11 @@ fn sql(system: System, write: Write) -> Option<&'static str> {
         (System::Outbox, Write::DedupNew | Write::DedupHeld) => {
             "SELECT outbox.enqueue('bench', $1::jsonb, dedup_key => $2::text)"
         }
+        // outbox_b2 exists only once W8 created it: prepared by W8's own
+        // producers (Producer::new with `named`).
+        (System::Outbox, Write::Named) => "SELECT outbox_b2.enqueue('bench', $1::jsonb)",
         (System::Pgq | System::Pgmq, Write::WithBusinessRow) => return None,
-        (_, Write::DedupNew | Write::DedupHeld) => return None,
+        (_, Write::DedupNew | Write::DedupHeld | Write::Named) => return None,
     })
 }
 
@@ -184,15 +193,28 @@ pub struct Producer {
 impl Producer {
     /// Prepare the statements of `systems` on `client`.
     pub async fn new(client: Client, systems: &[System]) -> Result<Producer> {
+        Self::with_writes(client, systems, &[]).await
+    }
+
+    /// Also prepare `extra` writes (W8's [`Write::Named`], whose outbox
+    /// the other workloads do not create).
+    pub async fn with_writes(
+        client: Client,
+        systems: &[System],
+        extra: &[Write],
+    ) -> Result<Producer> {
         let mut statements = HashMap::new();
         for &system in systems {
-            for write in [
+            for &write in [
                 Write::Single,
                 Write::Batch,
                 Write::WithBusinessRow,
                 Write::DedupNew,
                 Write::DedupHeld,
-            ] {
+            ]
+            .iter()
+            .chain(extra)
+            {
                 if let Some(text) = sql(system, write) {
                     statements.insert((system, write), client.prepare(text).await?);
                 }
@@ -215,7 +237,7 @@ impl Producer {
                 c.query_one(stmt, &[&p.text]).await?;
                 Ok(1)
             }
-            (Write::Single, _) => {
+            (Write::Single | Write::Named, _) => {
                 c.execute(stmt, &[&p.json]).await?;
                 Ok(1)
             }

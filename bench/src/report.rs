@@ -123,6 +123,9 @@ impl Report {
         if ran("W2") {
             s += &self.drain_markdown();
         }
+        if ran("W8") {
+            s += &self.outboxes_markdown();
+        }
         if !self.steady.is_empty() {
             s += &self.steady_markdown();
         }
@@ -216,6 +219,28 @@ impl Report {
             );
         }
 
+        s
+    }
+
+    fn outboxes_markdown(&self) -> String {
+        let mut s = String::from("\n## W8 named outboxes: one busy outbox or two (messages/s)\n\n");
+        s += "The same producers or relay workers, all on the default outbox, or split half \
+              and half between it and the named outbox `b2` (schema `outbox_b2`).\n\n";
+        s += "| load | all on one outbox | split over two | all on the named one |\n|---|---:|---:|---:|\n";
+        let _ = writeln!(
+            s,
+            "| enqueue, {MID_CLIENTS} producers | {} | {} | {} |",
+            self.cell(Outbox, "one_outbox", MID_CLIENTS, 1),
+            self.cell(Outbox, "two_outboxes", MID_CLIENTS, 1),
+            self.cell(Outbox, "named_only", MID_CLIENTS, 1),
+        );
+        let (b, w) = crate::outboxes::DRAIN;
+        let _ = writeln!(
+            s,
+            "| drain, batch {b}, {w} relay workers | {} | {} | – |",
+            self.cell(Outbox, "drain_one_outbox", w, b as usize),
+            self.cell(Outbox, "drain_two_outboxes", w, b as usize),
+        );
         s
     }
 

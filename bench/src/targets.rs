@@ -119,6 +119,38 @@ pub fn all(report: &Report) -> Vec<Target> {
         None,
         3,
     );
+    // Issue #12: two busy outboxes slow each other no more than one busy
+    // outbox of the same total load does.
+    push(
+        format!("two busy outboxes ÷ one, same total enqueue load, {MID_CLIENTS} clients"),
+        r.ratio(
+            (Outbox, "two_outboxes", MID_CLIENTS, 1),
+            (Outbox, "one_outbox", MID_CLIENTS, 1),
+        ),
+        Some((0.95, "≥ 0.95")),
+        3,
+    );
+    push(
+        format!("named outbox enqueue ÷ default outbox enqueue, {MID_CLIENTS} clients"),
+        r.ratio(
+            (Outbox, "named_only", MID_CLIENTS, 1),
+            (Outbox, "one_outbox", MID_CLIENTS, 1),
+        ),
+        Some((0.95, "≥ 0.95")),
+        3,
+    );
+    let (w8_batch, w8_workers) = crate::outboxes::DRAIN;
+    push(
+        format!(
+            "two busy outboxes ÷ one, same total drain, batch {w8_batch}, {w8_workers} relay workers"
+        ),
+        r.ratio(
+            (Outbox, "drain_two_outboxes", w8_workers, w8_batch as usize),
+            (Outbox, "drain_one_outbox", w8_workers, w8_batch as usize),
+        ),
+        Some((0.95, "≥ 0.95")),
+        3,
+    );
     for (b, c) in CONFIGS {
         let b = b as usize;
         let target = if b >= 100 && c <= 2 {
