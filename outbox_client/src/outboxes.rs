@@ -61,6 +61,19 @@ impl Statements {
         cleanup: &sql::CLEANUP,
     };
 
+    /// `sql`, written against the default outbox, for this outbox: each
+    /// `outbox.` read as `outbox_<name>.` (unchanged for the default). For
+    /// statements that name only per-outbox objects, as every statement
+    /// here and the operator CLI's do; the shared ones
+    /// (`outbox.create_outbox`, the grants) stay in schema `outbox`.
+    pub fn qualify(&self, sql: &str) -> String {
+        if self.schema == "outbox" {
+            sql.to_owned()
+        } else {
+            sql.replace("outbox.", &format!("{}.", self.schema))
+        }
+    }
+
     /// The statements of the named outbox `name` (`None`: the default).
     /// The name is checked by the rule `outbox.create_outbox` applies
     /// ([`outbox_rules::outbox_name`]), so it is a plain identifier before
@@ -89,15 +102,18 @@ impl Statements {
 fn named_statements(name: &str) -> Statements {
     let schema: &'static str = Box::leak(format!("outbox_{name}").into_boxed_str());
     let d = &Statements::DEFAULT;
+    let named = Statements {
+        schema,
+        ..Statements::DEFAULT
+    };
     let rename = |s: &'static Sql| -> &'static Sql {
-        let text = s.text.replace("outbox.", &format!("{schema}."));
+        let text = named.qualify(s.text);
         Box::leak(Box::new(Sql {
             text: Box::leak(text.into_boxed_str()),
             params: s.params,
         }))
     };
     Statements {
-        schema,
         enqueue: rename(d.enqueue),
         enqueue_dedup: rename(d.enqueue_dedup),
         enqueue_batch: rename(d.enqueue_batch),
@@ -111,6 +127,7 @@ fn named_statements(name: &str) -> Statements {
         list_messages: rename(d.list_messages),
         get_message: rename(d.get_message),
         cleanup: rename(d.cleanup),
+        ..named
     }
 }
 

@@ -60,13 +60,13 @@ impl Conn {
         let prepared = if cfg.pooler {
             None
         } else {
-            Some(Conn::prepare(&client, statements(cfg)?).await?)
+            Some(Conn::prepare(&client, cfg.statements()?).await?)
         };
         Ok(Conn {
             client,
             prepared,
             cfg: cfg.clone(),
-            statements: statements(cfg)?,
+            statements: cfg.statements()?,
         })
     }
 
@@ -234,9 +234,4 @@ impl Session {
         tracing::warn!(role = self.role, error = %error, "{what} failed; reconnecting");
         self.conn = None;
     }
-}
-
-/// The relay's outbox's statements, as `outbox_client` errors.
-fn statements(cfg: &RelayConfig) -> Result<&'static outbox_client::Statements, Error> {
-    outbox_client::Statements::for_outbox(cfg.outbox.as_deref())
 }

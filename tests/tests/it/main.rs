@@ -12,6 +12,7 @@ mod bad_input;
 mod claim;
 mod cli;
 mod cli_messages;
+mod cli_outboxes;
 mod client_errors;
 mod dead_letters;
 mod dedup;

@@ -4,13 +4,12 @@
 //! for real. `--dry-run` stops after saying what would change.
 
 use crate::output::Rows;
-use crate::Failure;
+use crate::{Db, Failure};
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Client;
 
 const LIST: &str = include_str!("sql/dead_list.sql");
 const IDS: &str = include_str!("sql/dead_ids.sql");
@@ -72,7 +71,7 @@ fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("{s:?} is neither a duration (1h, 2d) nor an RFC 3339 time"))
 }
 
-pub async fn run(client: &Client, command: &DeadCommand, json: bool) -> Result<(), Failure> {
+pub async fn run(db: &Db, command: &DeadCommand, json: bool) -> Result<(), Failure> {
     match command {
         DeadCommand::List {
             topic,
@@ -84,12 +83,12 @@ pub async fn run(client: &Client, command: &DeadCommand, json: bool) -> Result<(
                 (since, Type::TIMESTAMPTZ),
                 (limit, Type::INT8),
             ];
-            let rows = client.query_typed(LIST, &params).await?;
+            let rows = db.client.query_typed(&db.sql(LIST), &params).await?;
             Rows::from_db(&rows).print(json, "no dead letters");
             Ok(())
         }
-        DeadCommand::Requeue(change) => apply(client, "requeue", change, json).await,
-        DeadCommand::Purge(change) => apply(client, "purge", change, json).await,
+        DeadCommand::Requeue(change) => apply(db, "requeue", change, json).await,
+        DeadCommand::Purge(change) => apply(db, "purge", change, json).await,
     }
 }
 
@@ -125,7 +124,7 @@ fn call(verb: &str, change: &Change) -> Result<(String, Params), Failure> {
 }
 
 /// The ids the change would touch, at most [`SHOWN`] of them.
-async fn affected(client: &Client, change: &Change) -> Result<Vec<i64>, Failure> {
+async fn affected(db: &Db, change: &Change) -> Result<Vec<i64>, Failure> {
     let Some(topic) = &change.topic else {
         return Ok(change.ids.iter().copied().take(SHOWN as usize).collect());
     };
@@ -138,22 +137,22 @@ async fn affected(client: &Client, change: &Change) -> Result<Vec<i64>, Failure>
         (&before, Type::TIMESTAMPTZ),
         (&SHOWN, Type::INT8),
     ];
-    let rows = client.query_typed(IDS, &params).await?;
+    let rows = db.client.query_typed(&db.sql(IDS), &params).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-async fn apply(client: &Client, verb: &str, change: &Change, json: bool) -> Result<(), Failure> {
+async fn apply(db: &Db, verb: &str, change: &Change, json: bool) -> Result<(), Failure> {
     let (sql, params) = call(verb, change)?;
     let params: Vec<(&(dyn ToSql + Sync), Type)> = params
         .iter()
         .map(|(p, t)| (p.as_ref(), t.clone()))
         .collect();
     // The dry run: the function itself, rolled back.
-    client.batch_execute("BEGIN").await?;
-    let counted = client.query_typed(&sql, &params).await;
-    client.batch_execute("ROLLBACK").await?;
+    db.client.batch_execute("BEGIN").await?;
+    let counted = db.client.query_typed(&db.sql(&sql), &params).await;
+    db.client.batch_execute("ROLLBACK").await?;
     let would: i32 = counted?[0].get(0);
-    let ids = affected(client, change).await?;
+    let ids = affected(db, change).await?;
     let report = |done: bool, n: i32| {
         if json {
             println!(
@@ -185,7 +184,7 @@ async fn apply(client: &Client, verb: &str, change: &Change, json: bool) -> Resu
              --dry-run shows what would change"
         )));
     }
-    let done: i32 = client.query_typed(&sql, &params).await?[0].get(0);
+    let done: i32 = db.client.query_typed(&db.sql(&sql), &params).await?[0].get(0);
     report(true, done);
     Ok(())
 }

@@ -2,17 +2,16 @@
 //! outbox.
 
 use crate::output::Rows;
-use crate::Failure;
+use crate::{Db, Failure};
 use serde_json::Value;
 use tokio_postgres::types::Type;
-use tokio_postgres::Client;
 
 const BLOCKED_KEYS: &str = include_str!("sql/blocked_keys.sql");
 const PEEK: &str = include_str!("sql/peek.sql");
 
 /// `outbox.stats()`, with the lag in seconds.
-pub async fn stats(client: &Client, json: bool) -> Result<(), Failure> {
-    let stats = outbox_client::Store.stats(client).await?;
+pub async fn stats(db: &Db, json: bool) -> Result<(), Failure> {
+    let stats = db.store.stats(&db.client).await?;
     let columns = [
         "topic",
         "ready",
@@ -44,24 +43,24 @@ pub async fn stats(client: &Client, json: bool) -> Result<(), Failure> {
 }
 
 /// `outbox.blocked_keys()`.
-pub async fn blocked_keys(client: &Client, limit: i32, json: bool) -> Result<(), Failure> {
-    let rows = client
-        .query_typed(BLOCKED_KEYS, &[(&limit, Type::INT4)])
+pub async fn blocked_keys(db: &Db, limit: i32, json: bool) -> Result<(), Failure> {
+    let rows = db
+        .client
+        .query_typed(&db.sql(BLOCKED_KEYS), &[(&limit, Type::INT4)])
         .await?;
     Rows::from_db(&rows).print(json, "no key is blocked");
     Ok(())
 }
 
 /// The next messages a relay would get (sql/peek.sql).
-pub async fn peek(
-    client: &Client,
-    topics: &[String],
-    limit: i64,
-    json: bool,
-) -> Result<(), Failure> {
+pub async fn peek(db: &Db, topics: &[String], limit: i64, json: bool) -> Result<(), Failure> {
     let topics = (!topics.is_empty()).then_some(topics);
-    let rows = client
-        .query_typed(PEEK, &[(&topics, Type::TEXT_ARRAY), (&limit, Type::INT8)])
+    let rows = db
+        .client
+        .query_typed(
+            &db.sql(PEEK),
+            &[(&topics, Type::TEXT_ARRAY), (&limit, Type::INT8)],
+        )
         .await?;
     Rows::from_db(&rows).print(json, "nothing is ready to be claimed");
     Ok(())

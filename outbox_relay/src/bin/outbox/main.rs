@@ -33,6 +33,11 @@ struct Args {
     #[arg(long, global = true)]
     json: bool,
 
+    /// The named outbox to look at (created with outbox.create_outbox;
+    /// schema outbox_NAME); without it, the default outbox.
+    #[arg(long, global = true, env = "OUTBOX_OUTBOX", value_name = "NAME")]
+    outbox: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -116,10 +121,26 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
-async fn connect(
-    args: &Args,
-    matches: &clap::ArgMatches,
-) -> Result<tokio_postgres::Client, Failure> {
+/// The connection, and the outbox every command works on.
+pub struct Db {
+    pub client: tokio_postgres::Client,
+    pub store: outbox_client::Store,
+}
+
+impl Db {
+    /// A statement of `sql/` (written against the default outbox) for
+    /// this outbox.
+    pub fn sql(&self, text: &str) -> String {
+        self.store.statements().qualify(text)
+    }
+}
+
+async fn connect(args: &Args, matches: &clap::ArgMatches) -> Result<Db, Failure> {
+    let store = match &args.outbox {
+        None => outbox_client::Store,
+        Some(name) => outbox_client::Store::for_outbox(name)
+            .map_err(|e| Failure::Usage(format!("--outbox: {e}")))?,
+    };
     let info = args.connection.conninfo(matches).map_err(Failure::Usage)?;
     let (client, connection) = outbox_relay::connect(&info.db, &info.tls)
         .await
@@ -134,21 +155,26 @@ async fn connect(
     client
         .batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")
         .await?;
-    outbox_client::Store.check_extension(&client).await?;
-    Ok(client)
+    store.check_extension(&client).await?;
+    if args.outbox.is_some() {
+        // A named outbox that does not exist: say so before any command
+        // (Error::OutboxMissing, exit 1).
+        store.stats(&client).await?;
+    }
+    Ok(Db { client, store })
 }
 
 async fn run(args: &Args, matches: &clap::ArgMatches) -> Result<(), Failure> {
-    let client = connect(args, matches).await?;
+    let db = connect(args, matches).await?;
     let json = args.json;
     match &args.command {
-        Command::Stats => inspect::stats(&client, json).await,
-        Command::BlockedKeys { limit } => inspect::blocked_keys(&client, *limit, json).await,
-        Command::Peek { topics, limit } => inspect::peek(&client, topics, *limit, json).await,
-        Command::Messages(filter) => messages::list(&client, filter, json).await,
-        Command::Message { id } => messages::show(&client, *id, json).await,
-        Command::Dead(command) => dead::run(&client, command, json).await,
-        Command::Cleanup { max_rows } => messages::cleanup(&client, *max_rows, json).await,
+        Command::Stats => inspect::stats(&db, json).await,
+        Command::BlockedKeys { limit } => inspect::blocked_keys(&db, *limit, json).await,
+        Command::Peek { topics, limit } => inspect::peek(&db, topics, *limit, json).await,
+        Command::Messages(filter) => messages::list(&db, filter, json).await,
+        Command::Message { id } => messages::show(&db, *id, json).await,
+        Command::Dead(command) => dead::run(&db, command, json).await,
+        Command::Cleanup { max_rows } => messages::cleanup(&db, *max_rows, json).await,
     }
 }
 

@@ -3,11 +3,10 @@
 //! housekeeping call. Listing changes nothing.
 
 use crate::output::Rows;
-use crate::Failure;
+use crate::{Db, Failure};
 use clap::Args;
-use outbox_client::{MessageFilter, MessageInfo, MessageState, Store};
+use outbox_client::{MessageFilter, MessageInfo, MessageState};
 use serde_json::Value;
-use tokio_postgres::Client;
 
 /// Which messages `outbox messages` lists.
 #[derive(Debug, Args)]
@@ -80,7 +79,7 @@ fn row(m: &MessageInfo, with_payload: bool) -> Vec<Value> {
 }
 
 /// `outbox messages`: one page, oldest id first.
-pub async fn list(client: &Client, f: &Filter, json: bool) -> Result<(), Failure> {
+pub async fn list(db: &Db, f: &Filter, json: bool) -> Result<(), Failure> {
     let mut filter = MessageFilter::default().max_rows(f.limit);
     filter.topic.clone_from(&f.topic);
     filter.state = f.state;
@@ -88,7 +87,7 @@ pub async fn list(client: &Client, f: &Filter, json: bool) -> Result<(), Failure
     filter.tenant_id.clone_from(&f.tenant_id);
     filter.correlation_id.clone_from(&f.correlation_id);
     filter.after_id = f.after;
-    let messages = Store.list_messages(client, &filter).await?;
+    let messages = db.store.list_messages(&db.client, &filter).await?;
     let rows = Rows {
         columns: COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
         rows: messages.iter().map(|m| row(m, false)).collect(),
@@ -103,8 +102,8 @@ pub async fn list(client: &Client, f: &Filter, json: bool) -> Result<(), Failure
 }
 
 /// `outbox message ID`: everything about one message, its payload too.
-pub async fn show(client: &Client, id: i64, json: bool) -> Result<(), Failure> {
-    let message = Store.get_message(client, id).await?;
+pub async fn show(db: &Db, id: i64, json: bool) -> Result<(), Failure> {
+    let message = db.store.get_message(&db.client, id).await?;
     let mut columns: Vec<String> = COLUMNS.iter().map(|c| (*c).to_owned()).collect();
     columns.push("payload".to_owned());
     let rows = Rows {
@@ -122,10 +121,10 @@ pub async fn show(client: &Client, id: i64, json: bool) -> Result<(), Failure> {
 }
 
 /// `outbox cleanup`: call outbox.cleanup() until it finds nothing more.
-pub async fn cleanup(client: &Client, max_rows: i32, json: bool) -> Result<(), Failure> {
+pub async fn cleanup(db: &Db, max_rows: i32, json: bool) -> Result<(), Failure> {
     let mut removed = 0u64;
     loop {
-        let n = Store.cleanup(client, max_rows).await?;
+        let n = db.store.cleanup(&db.client, max_rows).await?;
         removed += n;
         if n < u64::try_from(max_rows).unwrap_or(0) {
             break;
