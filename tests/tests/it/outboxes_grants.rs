@@ -40,30 +40,32 @@ async fn grants_are_per_outbox() {
     p.batch_execute("SELECT outbox_billing.enqueue('t', '1'); SELECT outbox_billing.enqueue_batch('t', ARRAY['2']::jsonb[])")
         .await
         .unwrap();
-    for sql in [
-        "SELECT outbox_accounting.enqueue('t', '1')",
-        "SELECT outbox.enqueue('t', '1')",
-        "SELECT * FROM outbox_billing.claim('r')",
-        "SELECT count(*) FROM outbox_billing.messages",
-        "SELECT count(*) FROM outbox_accounting.log",
-        "SELECT outbox.create_outbox('mine')",
-        "SELECT outbox.drop_outbox('accounting', force => true)",
-    ] {
-        let (code, _) = sql_err(&p, sql).await;
-        assert_eq!(code, "42501", "{sql}");
-    }
+    denied(
+        &p,
+        &[
+            "SELECT outbox_accounting.enqueue('t', '1')",
+            "SELECT outbox.enqueue('t', '1')",
+            "SELECT * FROM outbox_billing.claim('r')",
+            "SELECT count(*) FROM outbox_billing.messages",
+            "SELECT count(*) FROM outbox_accounting.log",
+            "SELECT outbox.create_outbox('mine')",
+            "SELECT outbox.drop_outbox('accounting', force => true)",
+        ],
+    )
+    .await;
 
     let r = db.client_as(&relay).await;
     assert_eq!(claim_in(&r, "outbox_billing", "r").await.len(), 2);
-    for sql in [
-        "SELECT * FROM outbox_accounting.claim('r')",
-        "SELECT * FROM outbox.claim('r')",
-        "SELECT outbox_billing.enqueue('t', '1')",
-        "SELECT * FROM outbox_billing.list_dead()",
-    ] {
-        let (code, _) = sql_err(&r, sql).await;
-        assert_eq!(code, "42501", "{sql}");
-    }
+    denied(
+        &r,
+        &[
+            "SELECT * FROM outbox_accounting.claim('r')",
+            "SELECT * FROM outbox.claim('r')",
+            "SELECT outbox_billing.enqueue('t', '1')",
+            "SELECT * FROM outbox_billing.list_dead()",
+        ],
+    )
+    .await;
 
     let a = db.client_as(&admin).await;
     assert_eq!(
@@ -75,14 +77,15 @@ async fn grants_are_per_outbox() {
     )
     .await
     .unwrap();
-    for sql in [
-        "SELECT count(*) FROM outbox_accounting.messages",
-        "SELECT count(*) FROM outbox.messages",
-        "SELECT count(*) FROM outbox.outboxes",
-    ] {
-        let (code, _) = sql_err(&a, sql).await;
-        assert_eq!(code, "42501", "{sql}");
-    }
+    denied(
+        &a,
+        &[
+            "SELECT count(*) FROM outbox_accounting.messages",
+            "SELECT count(*) FROM outbox.messages",
+            "SELECT count(*) FROM outbox.outboxes",
+        ],
+    )
+    .await;
 
     // revoke_all on one outbox leaves the others; NULL takes back all.
     su.execute(
@@ -165,4 +168,12 @@ async fn a_named_outbox_has_no_public_privilege_and_pins_every_search_path() {
         leaks.is_empty(),
         "bodies still using the default outbox: {leaks:?}"
     );
+}
+
+/// Every statement of `sqls` is refused with 42501 for `c`'s role.
+async fn denied(c: &outbox_tests::tokio_postgres::Client, sqls: &[&str]) {
+    for sql in sqls {
+        let (code, _) = sql_err(c, sql).await;
+        assert_eq!(code, "42501", "{sql}");
+    }
 }
