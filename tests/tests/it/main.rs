@@ -26,6 +26,7 @@ mod kafka;
 mod nats;
 mod outboxes;
 mod outboxes_grants;
+mod outboxes_lifecycle;
 mod outboxes_relay;
 mod partitions;
 mod peers;

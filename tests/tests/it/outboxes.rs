@@ -1,6 +1,7 @@
 //! Named outboxes (sql/outboxes.sql): create and drop with their errors,
 //! isolation of messages, claims, dedup keys and the doorbell between
-//! outboxes, per-outbox grants, and re-cloning after an upgrade.
+//! outboxes, and two busy outboxes at once (grants: outboxes_grants.rs;
+//! refresh and DROP EXTENSION: outboxes_lifecycle.rs).
 
 use crate::common::*;
 use outbox_tests::tokio_postgres::Client;
@@ -22,7 +23,7 @@ pub(crate) async fn sql_err(c: &Client, sql: &str) -> (String, String) {
     }
 }
 
-async fn one_i64(c: &Client, sql: &str) -> i64 {
+pub(crate) async fn one_i64(c: &Client, sql: &str) -> i64 {
     c.query_one(sql, &[])
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
@@ -313,39 +314,6 @@ async fn each_outbox_has_its_own_doorbell() {
         .unwrap()
         .get(0);
     assert!(disarmed);
-}
-
-#[tokio::test]
-async fn refresh_recreates_the_functions_of_every_named_outbox() {
-    let db = TestDb::new().await;
-    let c = db.client().await;
-    c.batch_execute(
-        "SELECT outbox.create_outbox('billing');
-         DROP FUNCTION outbox_billing.stats();",
-    )
-    .await
-    .unwrap();
-    let role = db.create_role("bill_relay").await;
-    c.execute(
-        "SELECT outbox.grant_relay($1::text::regrole, 'billing')",
-        &[&role],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        one_i64(&c, "SELECT outbox._refresh_outboxes()::bigint").await,
-        1
-    );
-    c.batch_execute("SELECT * FROM outbox_billing.stats()")
-        .await
-        .unwrap();
-    // Re-created functions keep their grants; new ones get none.
-    let r = db.client_as(&role).await;
-    r.batch_execute("SELECT * FROM outbox_billing.claim('r')")
-        .await
-        .unwrap();
-    let (code, _) = sql_err(&r, "SELECT * FROM outbox_billing.stats()").await;
-    assert_eq!(code, "42501");
 }
 
 #[tokio::test]
